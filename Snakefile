@@ -1,0 +1,26 @@
+# graftbench workflow. Plain `snakemake --cores N` runs the cpu profile; choose another with
+# `--profile profiles/<smoke|cpu|paper>`. Logic lives in `python -m graftbench <verb>`.
+import sys
+
+from snakemake.utils import validate
+
+from graftbench.spec import resolve, suite
+
+
+configfile: "config/config.yaml"
+configfile: "tasks/unconditional.yaml"
+
+
+validate(config, "config/schema.yaml")
+SUITE = suite(config)  # typed checks the schema cannot express (enabled tasks, presets)
+RESULTS = f"{SUITE.results}/{SUITE.profile}"
+PY = sys.executable  # the interpreter running Snakemake, i.e. the project's venv
+
+
+include: "rules/common.smk"
+include: "rules/unconditional.smk"
+
+
+rule all:
+    input:
+        expand(f"{RESULTS}/tables/{{task}}.csv", task=SUITE.tasks),

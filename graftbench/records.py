@@ -1,0 +1,112 @@
+"""Run records: atomic writes of configs, metrics, logs, sample grids and checkpoints.
+
+Every file a run leaves is written to a temporary sibling and renamed into place, so a run
+killed at any moment leaves either the old file or the new one, never half of one
+(os.replace is atomic on POSIX within a filesystem).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+VERSIONED_PACKAGES = ("torch", "diffusers", "transformers", "clean-fid", "numpy", "graftbench")
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it onto `path` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results should read like any file
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def append_jsonl(path: str | Path, record: dict) -> None:
+    """Append one line; a line is written with a single write call, so it is whole or absent."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=True, default=_json_default) + "\n"
+    with open(path, "a") as f:
+        f.write(line)
+
+
+def write_jsonl_rows(path: str | Path, rows: list[dict]) -> None:
+    """Write a whole JSON-lines file atomically (e.g. the conditions of a sample folder)."""
+    text = "".join(json.dumps(r, sort_keys=True, default=_json_default) + "\n" for r in rows)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_checkpoint(path: str | Path, state: dict, config: dict) -> None:
+    """Save `state` (model/optimizer/RNG state dicts) with the config that produced it."""
+    with atomic_path(path) as tmp:
+        torch.save({"config": config, "versions": versions(), **state}, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def save_image_grid(path: str | Path, images: np.ndarray, ncol: int = 8) -> None:
+    """Save (batch, H, W, C) uint8 images as one PNG grid with a 2-pixel border."""
+    from PIL import Image
+
+    n, h, w, c = images.shape
+    nrow = -(-n // ncol)
+    grid = np.full((nrow * (h + 2) + 2, ncol * (w + 2) + 2, c), 255, dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, q = divmod(i, ncol)
+        grid[2 + r * (h + 2) : 2 + r * (h + 2) + h, 2 + q * (w + 2) : 2 + q * (w + 2) + w] = img
+    with atomic_path(path) as tmp:
+        Image.fromarray(grid.squeeze(-1) if c == 1 else grid).save(tmp, format="PNG")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that can change a number, stored in every record."""
+    out = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray | torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")

@@ -1,0 +1,110 @@
+"""The one training loop: optimiser steps over a loss callable, with EMA, periodic atomic
+checkpoints (model, EMA, optimiser and RNG state, plus the config) and resume.
+
+A run killed at any point and restarted with the same arguments continues from its last
+checkpoint and, because the data and noise RNG state is checkpointed too, takes the same
+steps an uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from graftbench import records
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 4000  # optimiser steps
+    batch_size: int = 64  # examples per step
+    lr: float = 2e-3  # AdamW peak learning rate (linear warm-up, cosine decay to 10%)
+    warmup: int = 100  # warm-up steps
+    weight_decay: float = 0.0  # AdamW weight decay
+    grad_clip: float = 1.0  # max global gradient norm
+    ema_decay: float = 0.999  # decay of the parameter EMA that is evaluated (0 = no EMA)
+    checkpoint_every: int = 500  # steps between resumable checkpoints
+    seed: int = 0  # initialisation, batch order and noise seed
+
+
+def fit(
+    network: torch.nn.Module,
+    loss_fn: Callable[[int, torch.Generator], torch.Tensor],
+    cfg: TrainConfig,
+    out: str | Path,
+    config: dict,
+    log: str | Path | None = None,
+) -> torch.nn.Module:
+    """Train `network` to minimise loss_fn(step, generator); return the EMA copy.
+
+    loss_fn draws its own batch and noise from the generator it is given (so resuming
+    restores them). The final checkpoint at `out` holds {"model": EMA weights, "config"}.
+    """
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    opt = torch.optim.AdamW(network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+    ema = copy.deepcopy(network).requires_grad_(False)
+    g = torch.Generator().manual_seed(cfg.seed)
+    start = 0
+    if partial.exists():
+        ckpt = records.load_checkpoint(partial)
+        network.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        g.set_state(ckpt["generator"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        start = ckpt["step"]
+    t0 = time.time()
+    bar = tqdm(range(start, cfg.steps), desc=f"train {out.stem}", mininterval=5, disable=None)
+    for step in bar:
+        loss = loss_fn(step, g)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"train step {step}: loss is {loss.item()}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        _ema_update(ema, network, cfg.ema_decay if step >= cfg.warmup else 0.0)
+        done = step + 1
+        if log and (done % 50 == 0 or done == cfg.steps):
+            records.append_jsonl(log, {"step": done, "loss": loss.item(), "lr": sched.get_last_lr()[0],
+                                       "elapsed_s": time.time() - t0})  # fmt: skip
+        if done % cfg.checkpoint_every == 0 and done < cfg.steps:
+            records.save_checkpoint(partial, {
+                "model": network.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "generator": g.get_state(),
+                "torch_rng": torch.get_rng_state(), "step": done,
+            }, config)  # fmt: skip
+    records.save_checkpoint(out, {"model": ema.state_dict(), "steps": cfg.steps}, config)
+    partial.unlink(missing_ok=True)
+    return ema
+
+
+def _lr_lambda(cfg: TrainConfig):
+    def f(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return f
+
+
+# diffusers.training_utils.EMAModel does the same; a lerp over parameters keeps the
+# checkpoint a plain state dict that any UNet2DModel loads.
+@torch.no_grad()
+def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    for pe, p in zip(ema.parameters(), net.parameters(), strict=True):
+        pe.lerp_(p.detach(), 1 - decay)
+    for be, b in zip(ema.buffers(), net.buffers(), strict=True):
+        be.copy_(b)
