@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from graftbench.config import ConfigError
+from graftbench.config import ConfigError, InputError
 
 
 def _load_config(text: str) -> dict:
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)
-    except (ConfigError, FileNotFoundError, json.JSONDecodeError) as err:
+    except (ConfigError, InputError, FileNotFoundError, json.JSONDecodeError) as err:
         print(f"graftbench {args.verb}: {err}", file=sys.stderr)
         return 2
     return 0

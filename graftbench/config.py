@@ -21,6 +21,10 @@ class ConfigError(ValueError):
     """A config value that the suite cannot run with; the message names the key."""
 
 
+class InputError(ValueError):
+    """A user-supplied file the suite cannot read; the message names the file (and line)."""
+
+
 def parse(cls: type[T], data: Any, path: str = "") -> T:
     """Build dataclass `cls` from a mapping, checking keys and types recursively."""
     if not isinstance(data, dict):

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from graftbench import records
+from graftbench.config import InputError
 from graftbench.data.images import IMAGE_SUFFIXES
 from graftbench.metrics import fid as fidlib
 
@@ -28,10 +29,10 @@ def check_sample_folder(folder: str | Path) -> int:
             try:
                 json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{conditions}:{lineno}: not a JSON object ({err.msg})") from None
+                raise InputError(f"{conditions}:{lineno}: not a JSON object ({err.msg})") from None
             rows += 1
         if rows != n:
-            raise ValueError(f"{conditions}: {rows} lines for {n} images in {folder}")
+            raise InputError(f"{conditions}: {rows} lines for {n} images in {folder}")
     return n
 
 

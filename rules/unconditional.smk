@@ -2,6 +2,7 @@
 # sampling at each step count and seed -> FID -> table and figure.
 UNC = f"{RESULTS}/unconditional"
 UNC_CFG = resolve(config, "unconditional")
+UNC_BACKENDS = " ".join(f"--backend {b}" for b in UNC_CFG.evaluate.fid_backends)
 
 
 rule unconditional_data:
@@ -9,12 +10,16 @@ rule unconditional_data:
         train=f"{UNC}/data/train.npz",
         test=directory(f"{UNC}/data/test"),
         subset=directory(f"{UNC}/data/train_subset"),
-    params:
-        cfg=CONFIGS["unconditional"],
     log:
         f"{UNC}/logs/data.log",
+    conda:
+        "../envs/graftbench.yaml"
+    params:
+        py=PY,
+        cfg=CONFIGS["unconditional"],
     shell:
-        "{PY} -m graftbench prepare-data --config {params.cfg:q} --out {UNC}/data > {log} 2>&1"
+        "{params.py} -m graftbench prepare-data --config {params.cfg:q}"
+        " --out $(dirname {output.train}) > {log} 2>&1"
 
 
 rule unconditional_features:
@@ -22,55 +27,61 @@ rule unconditional_features:
         rules.unconditional_data.output.train,
     output:
         f"{UNC}/features.pt",
-    params:
-        cfg=CONFIGS["unconditional"],
-    threads: 2
     log:
         f"{UNC}/logs/features.log",
+    conda:
+        "../envs/graftbench.yaml"
+    threads: 2
+    params:
+        py=PY,
+        cfg=CONFIGS["unconditional"],
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m graftbench train-features --config {params.cfg:q}"
-        " --data {UNC}/data --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-features"
+        " --config {params.cfg:q} --data $(dirname {input}) --out {output} > {log} 2>&1"
 
 
 rule unconditional_pretrain:
     input:
         rules.unconditional_data.output.train,
     output:
-        f"{UNC}/model.pt",
-    params:
-        cfg=CONFIGS["unconditional"],
-    threads: 2
+        model=f"{UNC}/model.pt",
+        curve=f"{UNC}/pretrain.jsonl",
     log:
         f"{UNC}/logs/pretrain.log",
+    conda:
+        "../envs/graftbench.yaml"
+    threads: 2
+    params:
+        py=PY,
+        cfg=CONFIGS["unconditional"],
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m graftbench pretrain --config {params.cfg:q}"
-        " --data {UNC}/data --out {output} --log {UNC}/logs/pretrain.jsonl > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.py} -m graftbench pretrain --config {params.cfg:q}"
+        " --data $(dirname {input}) --out {output.model} --log {output.curve} > {log} 2>&1"
 
 
 rule unconditional_sample:
     input:
-        rules.unconditional_pretrain.output,
+        f"{UNC}/model.pt",
     output:
         metrics=f"{UNC}/base_{{solver}}{{steps}}/seed{{seed}}/metrics.json",
         samples=directory(f"{UNC}/base_{{solver}}{{steps}}/seed{{seed}}/samples"),
-    params:
-        cfg=CONFIGS["unconditional"],
-        device=SUITE.device,
+    log:
+        f"{UNC}/logs/sample_{{solver}}{{steps}}_seed{{seed}}.log",
     wildcard_constraints:
         solver="euler|heun",
         steps=r"\d+",
         seed=r"\d+",
+    conda:
+        "../envs/graftbench.yaml"
     threads: 2
-    log:
-        f"{UNC}/logs/sample_{{solver}}{{steps}}_seed{{seed}}.log",
+    params:
+        py=PY,
+        cfg=CONFIGS["unconditional"],
+        device=SUITE.device,
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m graftbench sample --config {params.cfg:q}"
+        "OMP_NUM_THREADS={threads} {params.py} -m graftbench sample --config {params.cfg:q}"
         " --model {input} --steps {wildcards.steps} --seed {wildcards.seed}"
         " --device {params.device} --out $(dirname {output.metrics}) > {log} 2>&1"
-
-
-def fid_backend_args(wildcards=None):
-    return " ".join(f"--backend {b}" for b in UNC_CFG.evaluate.fid_backends)
 
 
 rule unconditional_evaluate:
@@ -80,14 +91,17 @@ rule unconditional_evaluate:
         features=rules.unconditional_features.output,
     output:
         f"{UNC}/{{run}}/seed{{seed}}/eval.json",
-    params:
-        backends=fid_backend_args(),
-        device=SUITE.device,
-    threads: 1
     log:
         f"{UNC}/logs/evaluate_{{run}}_seed{{seed}}.log",
+    conda:
+        "../envs/graftbench.yaml"
+    threads: 1
+    params:
+        py=PY,
+        backends=UNC_BACKENDS,
+        device=SUITE.device,
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m graftbench evaluate --samples {input.samples}"
+        "OMP_NUM_THREADS={threads} {params.py} -m graftbench evaluate --samples {input.samples}"
         " --reference {input.reference} {params.backends} --feature-net {input.features}"
         " --device {params.device} --out {output} > {log} 2>&1"
 
@@ -99,20 +113,23 @@ rule unconditional_real_floor:
         features=rules.unconditional_features.output,
     output:
         f"{UNC}/real_data_eval.json",
-    params:
-        backends=fid_backend_args(),
-        device=SUITE.device,
     log:
         f"{UNC}/logs/evaluate_real.log",
+    conda:
+        "../envs/graftbench.yaml"
+    params:
+        py=PY,
+        backends=UNC_BACKENDS,
+        device=SUITE.device,
     shell:
-        "{PY} -m graftbench evaluate --samples {input.samples} --reference {input.reference}"
-        " {params.backends} --feature-net {input.features} --device {params.device}"
-        " --out {output} > {log} 2>&1"
+        "{params.py} -m graftbench evaluate --samples {input.samples}"
+        " --reference {input.reference} {params.backends} --feature-net {input.features}"
+        " --device {params.device} --out {output} > {log} 2>&1"
 
 
 rule unconditional_table:
     input:
-        expand(
+        runs=expand(
             f"{UNC}/base_{UNC_CFG.sample.solver}{{steps}}/seed{{seed}}/{{f}}",
             steps=UNC_CFG.sample.steps,
             seed=UNC_CFG.seeds,
@@ -125,6 +142,12 @@ rule unconditional_table:
         figure=f"{RESULTS}/figures/unconditional_fid_vs_flops.png",
     log:
         f"{UNC}/logs/aggregate.log",
+    conda:
+        "../envs/graftbench.yaml"
+    params:
+        py=PY,
+        profile=SUITE.profile,
     shell:
-        "{PY} -m graftbench aggregate --task unconditional --results {UNC} --profile {SUITE.profile}"
+        "{params.py} -m graftbench aggregate --task unconditional"
+        " --results $(dirname {input.floor}) --profile {params.profile}"
         " --table {output.table} --figure {output.figure} > {log} 2>&1"

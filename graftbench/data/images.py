@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from graftbench.config import ConfigError
+from graftbench.config import ConfigError, InputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
@@ -91,7 +91,7 @@ def read_png_folder(folder: str | Path) -> np.ndarray:
     arrays = [np.asarray(Image.open(f)) for f in files]
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
-        raise ValueError(f"{folder}: images differ in size ({sorted(shapes)[:3]}...)")
+        raise InputError(f"{folder}: images differ in size ({sorted(shapes)[:3]}...)")
     out = np.stack(arrays)
     return out[..., None] if out.ndim == 3 else out
 

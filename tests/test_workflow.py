@@ -1,0 +1,109 @@
+"""The whole workflow on the smoke profile, the linter, and config errors at load time.
+
+Each test runs Snakemake on a copy of the workflow files in a temporary folder, so it never
+touches the user's results/ or .snakemake/ locks.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+WORKFLOW = ["Snakefile", "rules", "config", "tasks", "profiles", "envs"]
+
+
+def copy_workflow(dest: Path) -> Path:
+    for name in WORKFLOW:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
+
+
+def snakemake(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.workflow
+def test_smoke_profile_runs_end_to_end(tmp_path):
+    wf = copy_workflow(tmp_path)
+    run = snakemake(wf, "--profile", "profiles/smoke")
+    assert run.returncode == 0, run.stderr[-3000:]
+    tables = wf / "results/smoke/tables"
+    df = pd.read_csv(tables / "unconditional.csv")
+    smoke = yaml.safe_load((wf / "tasks/unconditional.yaml").read_text())["unconditional"][
+        "profiles"
+    ]["smoke"]
+    assert sorted(df["steps"]) == sorted(smoke["sample"]["steps"])
+    assert (df["n_seeds"] == len(smoke["seeds"])).all()
+    assert (df["flops_per_image_mean"] > 0).all() and df["fid.trained-cnn_mean"].notna().all()
+    # more steps cost proportionally more FLOPs
+    by_steps = df.set_index("steps")["flops_per_image_mean"]
+    assert by_steps.max() / by_steps.min() == pytest.approx(
+        by_steps.index.max() / by_steps.index.min()
+    )
+    assert (wf / "results/smoke/figures/unconditional_fid_vs_flops.png").stat().st_size > 1000
+    assert "trained-cnn" in (tables / "unconditional.md").read_text()
+    # a second run has nothing to do
+    again = snakemake(wf, "--profile", "profiles/smoke", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_lint_is_clean():
+    run = snakemake(ROOT, "--lint", timeout=120)
+    assert run.returncode == 0 and "Congratulations" in run.stdout + run.stderr, run.stdout[-2000:]
+
+
+def test_schema_is_generated_from_the_dataclasses():
+    from graftbench.__main__ import main
+
+    committed = (ROOT / "config/schema.yaml").read_text()
+    out = ROOT / ".pytest_cache" / "schema.yaml"
+    out.parent.mkdir(exist_ok=True)
+    assert main(["schema", "--out", str(out)]) == 0
+    assert out.read_text() == committed, "config/schema.yaml is stale: run `make schema`"
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ({"unconditional": {"base": {"pretrain": {"stepz": 3}}}}, "stepz"),
+        ({"unconditional": {"base": {"methods": ["base", "grafft"]}}}, "grafft"),
+        ({"unconditional": {"base": {"sample": {"solver": "rk4"}}}}, "rk4"),
+        ({"unconditional": {"base": {"pretrain": {"steps": "many"}}}}, "many"),
+        ({"profile": "huge"}, "huge"),
+        ({"tasks": ["unconditional", "video"]}, "video"),
+        ({"unconditional": {"profiles": {"gpu": {}}}}, "gpu"),
+    ],
+)
+def test_bad_config_fails_before_any_compute(tmp_path, override, expected):
+    wf = copy_workflow(tmp_path)
+    (wf / "bad.yaml").write_text(yaml.safe_dump(override))
+    run = snakemake(wf, "--cores", "1", "--configfile", "bad.yaml", timeout=120)
+    assert run.returncode != 0
+    assert expected in run.stdout + run.stderr
+    assert not (wf / "results").exists()  # nothing ran
+
+
+def test_typed_config_names_key_and_allowed_values():
+    from graftbench.config import ConfigError
+    from graftbench.spec import resolve
+    from tests.conftest import workflow_config
+
+    config = workflow_config("smoke")
+    config["unconditional"]["profiles"]["smoke"]["evaluate"] = {"fid_backends": ["kid"]}
+    with pytest.raises(
+        ConfigError,
+        match=r"unconditional.evaluate.fid_backends\[0\]: 'kid' .*'inception', 'trained-cnn'",
+    ):
+        resolve(config, "unconditional")
