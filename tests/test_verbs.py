@@ -84,6 +84,8 @@ def test_sample_writes_run_record(pipeline):
     assert metrics["nfe"] == 3 and metrics["flops_per_image"] == 3 * metrics["flops_per_nfe"] > 0
     assert records.read_json(run / "config.json") == cfg
     assert (run / "grid.png").exists() and not (run / "samples.partial").exists()
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert sum(r["images"] for r in log) == 40
 
 
 def test_sample_is_deterministic(pipeline, tmp_path):
@@ -151,3 +153,23 @@ def test_aggregate_writes_table_and_figure(pipeline, tmp_path):
     md = table.with_suffix(".md").read_text()
     assert "trained-cnn" in md and "real-data floor" in md and "versions" in md
     assert fig.stat().st_size > 1000
+
+
+def test_inception_backend_loads_offline_and_scores(tmp_path):
+    """The standard Inception-v3 back-end, from the installed wheel: 2048-d features, and a
+    folder against itself has FID ~0 while two different folders do not."""
+    from graftbench.metrics import fid as fidlib
+
+    rng = np.random.default_rng(0)
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, shift in ((a, 0), (b, 120)):
+        folder.mkdir()
+        for i in range(6):
+            img = (rng.random((16, 16, 3)) * 100 + shift).astype(np.uint8)
+            Image.fromarray(img).save(folder / f"{i}.png")
+    backend = fidlib.load_backend("inception", "cpu")
+    fa = fidlib.folder_features(a, backend, "cpu")
+    fb = fidlib.folder_features(b, backend, "cpu")
+    assert fa.shape == (6, 2048)
+    assert abs(fidlib.fid(fa, fa)) < 1e-3
+    assert fidlib.fid(fa, fb) > 1.0

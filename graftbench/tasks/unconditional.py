@@ -138,6 +138,7 @@ def sample(cfg: UnconditionalConfig, model_path: Path, steps: int, seed: int, ou
     sc = cfg.sample
     sigmas = flow_sigmas(steps, sc.shift, device=device)
     g = torch.Generator(device=device).manual_seed(seed)
+    (out / "log.jsonl").unlink(missing_ok=True)  # a rerun starts its log afresh
     images, nfe, t0 = [], 0, time.perf_counter()
     n_batches = -(-sc.n_samples // sc.batch_size)
     for b in tqdm(range(n_batches), desc=f"sample {steps} steps", disable=None):
@@ -145,6 +146,8 @@ def sample(cfg: UnconditionalConfig, model_path: Path, steps: int, seed: int, ou
         noise = torch.randn((n, *model.sample_shape), generator=g, device=device)
         x, nfe = solve_flow(model.velocity, noise, sigmas, sc.solver)
         images.append((model.decode(x) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
+        records.append_jsonl(out / "log.jsonl", {"batch": b, "images": n, "nfe": nfe,
+                                                 "elapsed_s": time.perf_counter() - t0})  # fmt: skip
     wall = time.perf_counter() - t0
     images = torch.cat(images).numpy()
     example = torch.zeros((2, *model.sample_shape), device=device)
