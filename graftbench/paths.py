@@ -36,3 +36,41 @@ def sample_sigma(batch: int, generator: torch.Generator, kind: str = "uniform") 
     raise ValueError(
         f"sigma_sampling: {kind!r} is not allowed; choose one of 'uniform', 'logit_normal'"
     )
+
+
+def ddpm_from_intermediate(x_i: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, t_i: torch.Tensor,
+                           alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon") -> PathSample:  # fmt: skip
+    """P-GRAFT's training pair for a DDPM-family model, with the intermediate state x_I as data.
+
+    P-GRAFT fine-tunes only t in (t_I, T] on accepted states x_I = x_{t_I}. The forward
+    process started at x_I is (DDPM, Ho et al. 2020, eq. 4, composed from t_I to t):
+        x_t | x_I ~ N(sqrt(abar_t / abar_I) x_I, (1 - abar_t / abar_I) I),
+    so x_t = sqrt(abar_t / abar_I) x_I + sqrt(1 - abar_t / abar_I) eps'. Denoising score
+    matching with this kernel regresses the score of the marginal p_t onto
+        grad log q(x_t | x_I) = -eps' / sqrt(1 - abar_t / abar_I).
+    The model's own parameterisation expresses the same score: an epsilon model means
+    eps_theta = -sqrt(1 - abar_t) * score, hence the target
+        eps_target = sqrt(1 - abar_t) / sqrt(1 - abar_t / abar_I) * eps',
+    which is not eps' (the two agree only as t_I -> 0, where abar_I -> 1). For v-prediction,
+    v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 with E[x0 | x_t] = (x_t - sqrt(1 - abar_t) eps)
+    / sqrt(abar_t) gives v_target = (eps_target - sqrt(1 - abar_t) x_t) / sqrt(abar_t).
+
+    x_i, noise: (batch, ...); t, t_i: (batch,) integer timesteps with t > t_i.
+    """
+    if (t <= t_i).any():
+        raise ValueError("P-GRAFT trains only t > t_I")
+    view = (-1, *([1] * (x_i.dim() - 1)))
+    abar_t = alphas_cumprod[t].view(view).to(x_i)
+    abar_i = alphas_cumprod[t_i].view(view).to(x_i)
+    ratio = abar_t / abar_i
+    xt = ratio.sqrt() * x_i + (1 - ratio).sqrt() * noise
+    eps_target = (1 - abar_t).sqrt() / (1 - ratio).sqrt() * noise
+    if prediction_type == "epsilon":
+        target = eps_target
+    elif prediction_type == "v_prediction":
+        target = (eps_target - (1 - abar_t).sqrt() * xt) / abar_t.sqrt()
+    else:
+        raise ValueError(
+            f"prediction_type: {prediction_type!r}; choose 'epsilon' or 'v_prediction'"
+        )
+    return PathSample(t=t, xt=xt, target=target)
