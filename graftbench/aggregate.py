@@ -73,12 +73,18 @@ def write_table(summary: pd.DataFrame, out_csv: str | Path, title: str, notes: l
 
 
 def _fmt(mean: float, ci: float) -> str:
+    """Mean ± CI to a sensible precision; a value identical across seeds (NFE, FLOPs) or
+    from a single seed is shown without a CI."""
     if pd.isna(mean):
         return ""
-    digits = 3 if abs(mean) < 100 else 0
     if abs(mean) >= 1e6:
         return f"{mean:.3e}"
-    return f"{mean:.{digits}f}" if pd.isna(ci) else f"{mean:.{digits}f} ± {ci:.{digits}f}"
+    if float(mean).is_integer() and (pd.isna(ci) or ci == 0):
+        return f"{int(mean)}"
+    digits = 3 if abs(mean) < 100 else 1
+    return (
+        f"{mean:.{digits}f}" if pd.isna(ci) or ci == 0 else f"{mean:.{digits}f} ± {ci:.{digits}f}"
+    )
 
 
 def provenance(df: pd.DataFrame) -> str:

@@ -212,6 +212,7 @@ def aggregate(task_dir: Path, table: Path, figure: Path, profile: str) -> None:
 
 def _plot(summary, floor, fid_cols, path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -228,6 +229,8 @@ def _plot(summary, floor, fid_cols, path: Path) -> None:
         if col in floor:
             ax.axhline(floor[col].iloc[0], color="grey", ls="--", label="real data (floor)")
         ax.set_xscale("log")
+        ax.set_yscale("log")  # FID spans orders of magnitude between 1 and many steps
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("FLOPs per image")
         ax.set_ylabel(f"FID ({col[4:]})")
         ax.set_title("FID vs FLOPs (labels: steps)")
