@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The GPU check, run on a lent GPU machine through the device tool (see BENCHMARKS.md):
+#   carry: .whl (diffusers 0.42.1 + importlib_metadata wheels, which that image lacks), made
+#   here with: python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --implementation cp --platform manylinux2014_x86_64 -d .whl diffusers==0.42.1 importlib_metadata
+# It installs the carried wheels, prints the card, then runs the sampler benchmark on CUDA.
+set -euo pipefail
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
+python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"
+python3 benchmarks/sampler_throughput.py --device cuda "$@" 2>&1 | tee "${OUT:-/tmp}/gpu_bench.txt"
