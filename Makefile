@@ -20,7 +20,7 @@ smoke: PROFILE = smoke
 smoke: run
 
 test: $(VENV)/.installed  ## the test suite (includes the smoke workflow and snakemake --lint)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=8
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check graftbench tests benchmarks
