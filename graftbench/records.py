@@ -77,10 +77,15 @@ def load_checkpoint(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def save_image_grid(path: str | Path, images: np.ndarray, ncol: int = 8) -> None:
-    """Save (batch, H, W, C) uint8 images as one PNG grid with a 2-pixel border."""
+def save_image_grid(
+    path: str | Path, images: np.ndarray, ncol: int = 8, min_side: int = 48
+) -> None:
+    """Save (batch, H, W, C) uint8 images as one PNG grid with a 2-pixel border; images
+    smaller than `min_side` are enlarged by pixel repetition so small digits stay legible."""
     from PIL import Image
 
+    scale = max(1, min_side // images.shape[1])
+    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
     n, h, w, c = images.shape
     nrow = -(-n // ncol)
     grid = np.full((nrow * (h + 2) + 2, ncol * (w + 2) + 2, c), 255, dtype=np.uint8)

@@ -109,7 +109,7 @@ def test_image_grid_size_and_placement(tmp_path, channels, mode, n, ncol):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, size=(n, h, w, channels), dtype=np.uint8)
     path = tmp_path / "grid.png"
-    save_image_grid(path, images, ncol=ncol)
+    save_image_grid(path, images, ncol=ncol, min_side=1)  # no enlargement
     grid = Image.open(path)
     nrow = -(-n // ncol)
     # Every cell is (h + 2) x (w + 2) including a 2-pixel gap, plus a 2-pixel outer border.
@@ -121,6 +121,15 @@ def test_image_grid_size_and_placement(tmp_path, channels, mode, n, ncol):
         top, left = 2 + r * (h + 2), 2 + c * (w + 2)
         assert np.array_equal(pixels[top : top + h, left : left + w], img)
     assert (pixels[:2] == 255).all() and (pixels[:, :2] == 255).all()
+
+
+def test_image_grid_enlarges_small_images(tmp_path):
+    images = np.arange(2 * 16 * 16, dtype=np.uint8).reshape(2, 16, 16, 1)
+    save_image_grid(tmp_path / "g.png", images, ncol=2, min_side=48)
+    pixels = np.asarray(Image.open(tmp_path / "g.png"))
+    assert pixels.shape == (48 + 4, 2 * 50 + 2)
+    # each source pixel became a 3x3 block
+    assert np.array_equal(pixels[2:50, 2:50], images[0, :, :, 0].repeat(3, 0).repeat(3, 1))
 
 
 def test_linear_flops():
