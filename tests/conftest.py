@@ -1,11 +1,9 @@
-"""Shared fixtures: a tiny unconditional-task config and the repository root."""
+"""Shared helpers: the repository root, the workflow config, a tiny task config."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import pytest
 import yaml
 
 from graftbench.config import to_dict
@@ -23,17 +21,11 @@ def workflow_config(profile: str) -> dict:
     return config
 
 
-@pytest.fixture
 def tiny_unconditional() -> dict:
     """The smoke preset, shrunk further so each verb runs in about a second."""
     cfg = to_dict(resolve(workflow_config("smoke"), "unconditional"))
     cfg["data"]["n_test"] = 40
     cfg["pretrain"].update(steps=6, checkpoint_every=3, warmup=2, batch_size=8)
     cfg["features"].update(steps=5)
-    cfg["sample"].update(n_samples=40, batch_size=20, steps=[2])
+    cfg["sample"].update(n_samples=40, batch_size=20)
     return cfg
-
-
-@pytest.fixture
-def as_json():
-    return lambda cfg: json.dumps(cfg)

@@ -15,15 +15,9 @@ from graftbench.__main__ import main
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     """prepare-data -> train-features -> pretrain -> sample, shared by the tests below."""
-    from graftbench.config import to_dict
-    from graftbench.spec import resolve
-    from tests.conftest import workflow_config
+    from tests.conftest import tiny_unconditional
 
-    cfg = to_dict(resolve(workflow_config("smoke"), "unconditional"))
-    cfg["data"]["n_test"] = 40
-    cfg["pretrain"].update(steps=6, checkpoint_every=3, warmup=2, batch_size=8)
-    cfg["features"].update(steps=5)
-    cfg["sample"].update(n_samples=40, batch_size=20)
+    cfg = tiny_unconditional()
     root = tmp_path_factory.mktemp("verbs")
     c = json.dumps(cfg)
     data = root / "data"
