@@ -17,6 +17,9 @@ RESULTS = f"{SUITE.results}/{SUITE.profile}"
 PY = sys.executable  # the interpreter running Snakemake, i.e. the project's venv
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/unconditional.smk"
 

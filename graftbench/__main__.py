@@ -89,6 +89,16 @@ def cmd_aggregate(args) -> None:
     unconditional.aggregate(Path(args.results), Path(args.table), Path(args.figure), args.profile)
 
 
+def cmd_summary(args) -> None:
+    tables = sorted((Path(args.results) / args.profile / "tables").glob("*.md"))
+    if not tables:
+        raise FileNotFoundError(
+            f"{Path(args.results) / args.profile / 'tables'}: no tables yet; run the workflow first"
+        )
+    for table in tables:
+        print(table.read_text())
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="graftbench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="verb", required=True)
@@ -142,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--table", required=True, help="CSV to write (the .md goes beside it)")
     v.add_argument("--figure", required=True)
     v.add_argument("--profile", required=True)
+    v = verb("summary", cmd_summary, "print a profile's tables in the terminal")
+    v.add_argument("--results", default="results", help="results root (config key `results`)")
+    v.add_argument("--profile", default="cpu")
     return p
 
 

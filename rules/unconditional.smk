@@ -137,9 +137,21 @@ rule unconditional_table:
         ),
         floor=rules.unconditional_real_floor.output,
     output:
-        table=f"{RESULTS}/tables/unconditional.csv",
+        table=report(
+            f"{RESULTS}/tables/unconditional.csv",
+            caption="../report/unconditional_table.rst",
+            category="unconditional",
+            subcategory="base",
+            labels={"kind": "table"},
+        ),
         md=f"{RESULTS}/tables/unconditional.md",
-        figure=f"{RESULTS}/figures/unconditional_fid_vs_flops.png",
+        figure=report(
+            f"{RESULTS}/figures/unconditional_fid_vs_flops.png",
+            caption="../report/unconditional_figure.rst",
+            category="unconditional",
+            subcategory="base",
+            labels={"kind": "FID vs FLOPs"},
+        ),
     log:
         f"{UNC}/logs/aggregate.log",
     conda:

@@ -18,10 +18,11 @@ import yaml
 from tests.conftest import ROOT
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-WORKFLOW = ["Snakefile", "rules", "config", "tasks", "profiles", "envs"]
+WORKFLOW = ["Snakefile", "rules", "config", "tasks", "profiles", "envs", "report"]
 
 
 def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW:
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
@@ -57,6 +58,16 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     # a second run has nothing to do
     again = snakemake(wf, "--profile", "profiles/smoke", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+    # the HTML report holds the table and the figure
+    report = snakemake(wf, "--profile", "profiles/smoke", "--report", "report.html")
+    assert report.returncode == 0, report.stderr[-2000:]
+    html = (wf / "report.html").read_text(errors="replace")
+    assert "unconditional_fid_vs_flops.png" in html and "unconditional.csv" in html
+    # and the summary verb prints the tables in the terminal
+    summary = subprocess.run([sys.executable, "-m", "graftbench", "summary", "--results",
+                              str(wf / "results"), "--profile", "smoke"],
+                             capture_output=True, text=True)  # fmt: skip
+    assert summary.returncode == 0 and "FID against FLOPs" in summary.stdout
 
 
 def test_lint_is_clean():
@@ -107,3 +118,38 @@ def test_typed_config_names_key_and_allowed_values():
         match=r"unconditional.evaluate.fid_backends\[0\]: 'kid' .*'inception', 'trained-cnn'",
     ):
         resolve(config, "unconditional")
+
+
+@pytest.mark.workflow
+def test_killed_run_resumes_to_the_same_table(tmp_path):
+    """SIGKILL the whole smoke workflow mid-sampling, unlock and run the same command again:
+    it finishes, and its table equals an uninterrupted run's (apart from wall times)."""
+    import os
+    import signal
+    import time
+
+    plain = copy_workflow(tmp_path / "plain")
+    assert snakemake(plain, "--profile", "profiles/smoke").returncode == 0
+
+    wf = copy_workflow(tmp_path / "killed")
+    proc = subprocess.Popen([SNAKEMAKE, "--profile", "profiles/smoke"], cwd=wf, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 400
+    while not list((wf / "results/smoke/unconditional").glob("base_*/seed*/metrics.json")):
+        assert proc.poll() is None and time.time() < deadline, "workflow ended before the kill"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (wf / "results/smoke/tables/unconditional.csv").exists()
+    # SIGKILL leaves Snakemake's lock behind; the README's recovery: unlock, then rerun
+    locked = snakemake(wf, "--profile", "profiles/smoke")
+    assert locked.returncode != 0 and "--unlock" in locked.stderr
+    assert snakemake(wf, "--profile", "profiles/smoke", "--unlock").returncode == 0
+    rerun = snakemake(wf, "--profile", "profiles/smoke")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+
+    def table(root):
+        df = pd.read_csv(root / "results/smoke/tables/unconditional.csv")
+        return df.drop(columns=[c for c in df.columns if c.startswith("wall_s")])
+
+    pd.testing.assert_frame_equal(table(wf), table(plain))
