@@ -81,21 +81,6 @@ def write_png_folder(folder: str | Path, images: np.ndarray) -> None:
         )
 
 
-def read_png_folder(folder: str | Path) -> np.ndarray:
-    """Read every image of a folder, sorted by name, as (N, H, W, C) uint8."""
-    from PIL import Image
-
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
-    arrays = [np.asarray(Image.open(f)) for f in files]
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise InputError(f"{folder}: images differ in size ({sorted(shapes)[:3]}...)")
-    out = np.stack(arrays)
-    return out[..., None] if out.ndim == 3 else out
-
-
 def _load_folder(root: str | None, size: int, channels: int) -> np.ndarray:
     from PIL import Image
 
