@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from graftbench.config import ConfigError, InputError
+from graftbench.config import ConfigError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
