@@ -1,0 +1,1 @@
+"""Compositional text-to-image task: prompt grammar, rendered scenes, verifier, tokenizer."""
