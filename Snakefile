@@ -27,3 +27,4 @@ include: "rules/unconditional.smk"
 rule all:
     input:
         expand(f"{RESULTS}/tables/{{task}}.csv", task=SUITE.tasks),
+        EXTRA_TABLES,

@@ -68,10 +68,34 @@ def cmd_pretrain(args) -> None:
 def cmd_sample(args) -> None:
     from graftbench.tasks import unconditional
 
+    if (args.corrector is None) != (args.corrector_steps == 0):
+        raise ConfigError("--corrector and --corrector-steps (> 0) go together")
+    corrector = Path(args.corrector) if args.corrector else None
     m = unconditional.sample(_task_config(args), Path(args.model), args.steps, args.seed,
-                             Path(args.out), args.device)  # fmt: skip
-    print(f"sampled {m['n_samples']} images, {m['steps']} steps, seed {m['seed']}: "
+                             Path(args.out), args.device, corrector, args.corrector_steps)  # fmt: skip
+    print(f"sampled {m['n_samples']} images, {m['steps']} steps "
+          f"(+ {m['corrector_steps']} corrector steps), seed {m['seed']}: "
           f"{m['flops_per_image']:.3e} FLOPs/image, {m['wall_s']:.1f} s")  # fmt: skip
+
+
+def cmd_invert(args) -> None:
+    from graftbench.tasks import unconditional_inc
+
+    s = unconditional_inc.invert(_task_config(args), Path(args.data), Path(args.model),
+                                 args.steps, Path(args.out))  # fmt: skip
+    print(f"inverted {s['n_images']} images through {s['steps']} Euler steps: "
+          f"{s['nfe_per_image']:.1f} NFE/image, reconstruction RMS {s['recon_rms']:.4f}, "
+          f"energy distance to N(0, I) {s['diagnostics']['energy_before']:.4f}")  # fmt: skip
+
+
+def cmd_train_corrector(args) -> None:
+    from graftbench.tasks import unconditional_inc
+
+    s = unconditional_inc.train_corrector(_task_config(args), Path(args.noise), Path(args.out),
+                                          Path(args.log) if args.log else None)  # fmt: skip
+    for steps, d in s["diagnostics"].items():
+        print(f"corrector, {steps} steps: energy distance to held-out inverted noise "
+              f"{d['energy_after']:.4f} (N(0, I): {d['energy_before']:.4f})")  # fmt: skip
 
 
 def cmd_evaluate(args) -> None:
@@ -84,9 +108,10 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_aggregate(args) -> None:
-    from graftbench.tasks import unconditional
+    from graftbench.tasks import unconditional, unconditional_inc
 
-    unconditional.aggregate(Path(args.results), Path(args.table), Path(args.figure), args.profile)
+    module = {"unconditional": unconditional, "inc": unconditional_inc}[args.task]
+    module.aggregate(Path(args.results), Path(args.table), Path(args.figure), args.profile)
 
 
 def cmd_summary(args) -> None:
@@ -135,6 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, required=True)
     v.add_argument("--out", required=True)
     v.add_argument("--device", default="cpu")
+    v.add_argument("--corrector", help="an INC corrector checkpoint (train-corrector's --out)")
+    v.add_argument("--corrector-steps", type=int, default=0, help="Euler steps of the corrector")
+    v = verb("invert", cmd_invert, "invert training images through the base Euler sampler (INC)")
+    task_args(v)
+    v.add_argument("--data", required=True)
+    v.add_argument("--model", required=True)
+    v.add_argument("--steps", type=int, required=True, help="Euler steps of the base sampler")
+    v.add_argument("--out", required=True, help="inverted noise .pt (a .json summary beside it)")
+    v = verb("train-corrector", cmd_train_corrector, "train an INC corrector on inverted noise")
+    task_args(v)
+    v.add_argument("--noise", required=True, help="invert's --out")
+    v.add_argument("--out", required=True, help="corrector .pt (a .json summary beside it)")
+    v.add_argument("--log")
     v = verb(
         "evaluate", cmd_evaluate, "score any folder of PNG samples (FID against a reference folder)"
     )
@@ -147,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="eval.json to write")
     v.add_argument("--device", default="cpu")
     v = verb("aggregate", cmd_aggregate, "tables and figures of a task from its run records")
-    v.add_argument("--task", default="unconditional", choices=["unconditional"])
+    v.add_argument("--task", default="unconditional", choices=["unconditional", "inc"],
+                   help="inc: the inverse-noise-correction table of the unconditional task")  # fmt: skip
     v.add_argument("--results", required=True, help="results/{profile}/{task}")
     v.add_argument("--table", required=True, help="CSV to write (the .md goes beside it)")
     v.add_argument("--figure", required=True)

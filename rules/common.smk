@@ -11,3 +11,6 @@ def task_config(task):
 
 
 CONFIGS = {task: task_config(task) for task in SUITE.tasks}
+
+# Tables beyond tasks/<task>.csv (e.g. inc, from the unconditional task), added by rule files.
+EXTRA_TABLES = []

@@ -3,6 +3,8 @@
 UNC = f"{RESULTS}/unconditional"
 UNC_CFG = resolve(config, "unconditional")
 UNC_BACKENDS = " ".join(f"--backend {b}" for b in UNC_CFG.evaluate.fid_backends)
+if "inc" in UNC_CFG.methods:
+    EXTRA_TABLES.append(f"{RESULTS}/tables/inc.csv")
 
 
 rule unconditional_data:
@@ -161,5 +163,130 @@ rule unconditional_table:
         profile=SUITE.profile,
     shell:
         "{params.py} -m graftbench aggregate --task unconditional"
+        " --results $(dirname {input.floor}) --profile {params.profile}"
+        " --table {output.table} --figure {output.figure} > {log} 2>&1"
+
+
+# Inverse noise correction: invert training images through the base Euler sampler (one
+# inversion and one corrector per base step count), then sample corrector -> base.
+rule unconditional_invert:
+    input:
+        model=rules.unconditional_pretrain.output.model,
+        train=rules.unconditional_data.output.train,
+    output:
+        noise=f"{UNC}/inc/invert_{{steps}}.pt",
+        summary=f"{UNC}/inc/invert_{{steps}}.json",
+    log:
+        f"{UNC}/logs/invert_{{steps}}.log",
+    wildcard_constraints:
+        steps=r"\d+",
+    conda:
+        "../envs/graftbench.yaml"
+    threads: 2
+    params:
+        py=PY,
+        cfg=CONFIGS["unconditional"],
+    shell:
+        "OMP_NUM_THREADS={threads} {params.py} -m graftbench invert --config {params.cfg:q}"
+        " --data $(dirname {input.train}) --model {input.model} --steps {wildcards.steps}"
+        " --out {output.noise} > {log} 2>&1"
+
+
+rule unconditional_corrector:
+    input:
+        f"{UNC}/inc/invert_{{steps}}.pt",
+    output:
+        model=f"{UNC}/inc/corrector_{{steps}}.pt",
+        summary=f"{UNC}/inc/corrector_{{steps}}.json",
+        curve=f"{UNC}/inc/corrector_{{steps}}.jsonl",
+    log:
+        f"{UNC}/logs/corrector_{{steps}}.log",
+    wildcard_constraints:
+        steps=r"\d+",
+    conda:
+        "../envs/graftbench.yaml"
+    threads: 2
+    params:
+        py=PY,
+        cfg=CONFIGS["unconditional"],
+    shell:
+        "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-corrector"
+        " --config {params.cfg:q} --noise {input} --out {output.model} --log {output.curve}"
+        " > {log} 2>&1"
+
+
+rule unconditional_sample_inc:
+    input:
+        model=rules.unconditional_pretrain.output.model,
+        corrector=f"{UNC}/inc/corrector_{{steps}}.pt",
+    output:
+        metrics=f"{UNC}/inc_euler{{steps}}_c{{csteps}}/seed{{seed}}/metrics.json",
+        samples=directory(f"{UNC}/inc_euler{{steps}}_c{{csteps}}/seed{{seed}}/samples"),
+    log:
+        f"{UNC}/logs/sample_inc_euler{{steps}}_c{{csteps}}_seed{{seed}}.log",
+    wildcard_constraints:
+        steps=r"\d+",
+        csteps=r"\d+",
+        seed=r"\d+",
+    conda:
+        "../envs/graftbench.yaml"
+    threads: 2
+    params:
+        py=PY,
+        cfg=CONFIGS["unconditional"],
+        device=SUITE.device,
+    shell:
+        "OMP_NUM_THREADS={threads} {params.py} -m graftbench sample --config {params.cfg:q}"
+        " --model {input.model} --steps {wildcards.steps} --seed {wildcards.seed}"
+        " --corrector {input.corrector} --corrector-steps {wildcards.csteps}"
+        " --device {params.device} --out $(dirname {output.metrics}) > {log} 2>&1"
+
+
+rule inc_table:
+    input:
+        base=expand(
+            f"{UNC}/base_euler{{steps}}/seed{{seed}}/{{f}}",
+            steps=UNC_CFG.sample.steps,
+            seed=UNC_CFG.seeds,
+            f=["metrics.json", "eval.json"],
+        ),
+        inc=expand(
+            f"{UNC}/inc_euler{{steps}}_c{{csteps}}/seed{{seed}}/{{f}}",
+            steps=UNC_CFG.inc.base_steps,
+            csteps=UNC_CFG.inc.corrector_steps,
+            seed=UNC_CFG.seeds,
+            f=["metrics.json", "eval.json"],
+        ),
+        diagnostics=expand(
+            f"{UNC}/inc/{{kind}}_{{steps}}.json",
+            kind=["invert", "corrector"],
+            steps=UNC_CFG.inc.base_steps,
+        ),
+        floor=rules.unconditional_real_floor.output,
+    output:
+        table=report(
+            f"{RESULTS}/tables/inc.csv",
+            caption="../report/inc_table.rst",
+            category="unconditional",
+            subcategory="inc",
+            labels={"kind": "table"},
+        ),
+        md=f"{RESULTS}/tables/inc.md",
+        figure=report(
+            f"{RESULTS}/figures/inc_fid_vs_flops.png",
+            caption="../report/inc_figure.rst",
+            category="unconditional",
+            subcategory="inc",
+            labels={"kind": "FID vs FLOPs"},
+        ),
+    log:
+        f"{UNC}/logs/aggregate_inc.log",
+    conda:
+        "../envs/graftbench.yaml"
+    params:
+        py=PY,
+        profile=SUITE.profile,
+    shell:
+        "{params.py} -m graftbench aggregate --task inc"
         " --results $(dirname {input.floor}) --profile {params.profile}"
         " --table {output.table} --figure {output.figure} > {log} 2>&1"

@@ -99,8 +99,8 @@ def test_inversion_of_linear_field_matches_linear_solve(q):
     assert (res.iterations < 500).all()  # converged: |h| Lip(v) = q < 1 (Banach)
     assert res.residual.max() < 1e-11
     torch.testing.assert_close(res.noise, _exact_backward_euler(a, x0, sigmas), rtol=0, atol=1e-10)
-    # Each step: one NFE per iteration plus one for the residual check.
-    assert res.nfe == int(res.iterations.sum()) + n
+    # Each sample stops on its own, so it costs between one and the batch maximum per step.
+    assert n <= res.nfe <= int(res.iterations.sum())
 
 
 def test_slower_contraction_needs_more_iterations():

@@ -55,6 +55,20 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     )
     assert (wf / "results/smoke/figures/unconditional_fid_vs_flops.png").stat().st_size > 1000
     assert "trained-cnn" in (tables / "unconditional.md").read_text()
+    assert set(df["method"]) == {"base"}  # base + INC rows go to their own table
+    # inverse noise correction: base and base + INC side by side, FLOPs counting both networks
+    inc = pd.read_csv(tables / "inc.csv")
+    assert set(inc["method"]) == {"base", "inc"}
+    rows = inc[inc["method"] == "inc"]
+    assert sorted(rows["steps"].unique()) == sorted(smoke["inc"]["base_steps"])
+    assert sorted(rows["corrector_steps"].unique()) == sorted(smoke["inc"]["corrector_steps"])
+    assert rows["fid.trained-cnn_mean"].notna().all() and rows["energy_to_corrector"].notna().all()
+    base = inc[inc["method"] == "base"].set_index("steps")["flops_per_image_mean"]
+    for _, r in rows.iterrows():  # base FLOPs at the same steps plus a positive corrector share
+        assert r["flops_per_image_mean"] > base[r["steps"]]
+        assert r["nfe_mean"] == r["steps"] + r["corrector_steps"]
+    assert (wf / "results/smoke/figures/inc_fid_vs_flops.png").stat().st_size > 1000
+    assert "paper anchor" in (tables / "inc.md").read_text()
     # a second run has nothing to do
     again = snakemake(wf, "--profile", "profiles/smoke", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -63,6 +77,7 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     assert report.returncode == 0, report.stderr[-2000:]
     html = (wf / "report.html").read_text(errors="replace")
     assert "unconditional_fid_vs_flops.png" in html and "unconditional.csv" in html
+    assert "inc_fid_vs_flops.png" in html and "inc.csv" in html
     # and the summary verb prints the tables in the terminal
     summary = subprocess.run([sys.executable, "-m", "graftbench", "summary", "--results",
                               str(wf / "results"), "--profile", "smoke"],
@@ -95,6 +110,13 @@ def test_schema_is_generated_from_the_dataclasses():
         ({"profile": "huge"}, "huge"),
         ({"tasks": ["unconditional", "video"]}, "video"),
         ({"unconditional": {"profiles": {"gpu": {}}}}, "gpu"),
+        # INC's cross-field rules, which a JSON schema cannot express
+        ({"unconditional": {"base": {"sample": {"solver": "heun"}}}}, "inverts the Euler sampler"),
+        ({"unconditional": {"base": {"inc": {"base_steps": [12]}}}}, "inc.base_steps: 12"),
+        (
+            {"unconditional": {"base": {"inc": {"model": {"in_channels": 3}}}}},
+            "inc.model.in_channels: 3",
+        ),  # fmt: skip
     ],
 )
 def test_bad_config_fails_before_any_compute(tmp_path, override, expected):
@@ -148,8 +170,9 @@ def test_killed_run_resumes_to_the_same_table(tmp_path):
     rerun = snakemake(wf, "--profile", "profiles/smoke")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
 
-    def table(root):
-        df = pd.read_csv(root / "results/smoke/tables/unconditional.csv")
+    def table(root, name):
+        df = pd.read_csv(root / f"results/smoke/tables/{name}.csv")
         return df.drop(columns=[c for c in df.columns if c.startswith("wall_s")])
 
-    pd.testing.assert_frame_equal(table(wf), table(plain))
+    for name in ("unconditional", "inc"):
+        pd.testing.assert_frame_equal(table(wf, name), table(plain, name))

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from graftbench import records
 from graftbench.config import ConfigError, to_dict
 from graftbench.data.images import DataConfig, load_images, split, write_png_folder
+from graftbench.methods.inc import IncConfig
 from graftbench.metrics.feature_net import FeatureNetConfig, train_feature_net
 from graftbench.models.config import UNetConfig
 from graftbench.train import TrainConfig, fit
@@ -53,7 +54,9 @@ class EvaluateConfig:
 
 @dataclass
 class UnconditionalConfig:
-    methods: list[Literal["base"]] = field(default_factory=lambda: ["base"])  # methods to run
+    # base: the pre-trained flow at each sample.steps (table unconditional); inc: base plus
+    # inverse noise correction at each inc.base_steps x inc.corrector_steps (table inc)
+    methods: list[Literal["base", "inc"]] = field(default_factory=lambda: ["base"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # sampling seeds per setting
     data: DataConfig = field(default_factory=DataConfig)
     model: UNetConfig = field(default_factory=UNetConfig)
@@ -61,6 +64,29 @@ class UnconditionalConfig:
     features: FeatureNetConfig = field(default_factory=FeatureNetConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    inc: IncConfig = field(default_factory=IncConfig)  # inverse noise correction (methods: inc)
+
+    def __post_init__(self):
+        if "inc" not in self.methods:
+            return
+        if self.sample.solver != "euler":
+            raise ConfigError(
+                f"unconditional.sample.solver: {self.sample.solver!r} cannot be used with method "
+                "'inc', which inverts the Euler sampler; choose 'euler'"
+            )
+        missing = [s for s in self.inc.base_steps if s not in self.sample.steps]
+        if missing:
+            raise ConfigError(
+                f"unconditional.inc.base_steps: {missing[0]} is not in unconditional.sample.steps "
+                f"{self.sample.steps}; INC is compared with the base at the same step count"
+            )
+        for key in ("sample_size", "in_channels"):
+            if getattr(self.inc.model, key) != getattr(self.model, key):
+                raise ConfigError(
+                    f"unconditional.inc.model.{key}: {getattr(self.inc.model, key)} must equal "
+                    f"unconditional.model.{key} ({getattr(self.model, key)}): the corrector "
+                    "outputs the base model's noise"
+                )
 
 
 def prepare_data(cfg: UnconditionalConfig, out: Path) -> None:
@@ -124,19 +150,25 @@ def load_model(path: Path, device: str = "cpu"):
 
 @torch.no_grad()
 def sample(cfg: UnconditionalConfig, model_path: Path, steps: int, seed: int, out: Path,
-           device: str = "cpu") -> dict:  # fmt: skip
-    """Generate cfg.sample.n_samples images with `steps` solver steps into run folder `out`.
+           device: str = "cpu", corrector_path: Path | None = None,
+           corrector_steps: int = 0) -> dict:  # fmt: skip
+    """Generate cfg.sample.n_samples images with `steps` solver steps into run folder `out`;
+    with a corrector (inverse noise correction), the noise first goes through
+    `corrector_steps` Euler steps of the corrector flow.
 
-    The initial noise depends on the seed only, not on `steps`: every step count of a seed
-    starts from the same noise (common random numbers), so step-count differences are not
-    drowned by sampling noise.
+    The initial noise depends on the seed only, not on `steps` or the corrector: every step
+    count and method of a seed starts from the same noise (common random numbers), so their
+    differences are not drowned by sampling noise.
     """
     from graftbench.flops import flops_per_sample
+    from graftbench.methods.inc import sample as inc_sample
     from graftbench.sampling.flow import flow_sigmas, solve_flow
 
     model = load_model(model_path, device)
+    corrector = load_model(corrector_path, device) if corrector_path else None
     sc = cfg.sample
     sigmas = flow_sigmas(steps, sc.shift, device=device)
+    c_sigmas = flow_sigmas(corrector_steps, sc.shift, device=device) if corrector else None
     g = torch.Generator(device=device).manual_seed(seed)
     (out / "log.jsonl").unlink(missing_ok=True)  # a rerun starts its log afresh
     images, nfe, t0 = [], 0, time.perf_counter()
@@ -144,16 +176,25 @@ def sample(cfg: UnconditionalConfig, model_path: Path, steps: int, seed: int, ou
     for b in tqdm(range(n_batches), desc=f"sample {steps} steps", disable=None):
         n = min(sc.batch_size, sc.n_samples - b * sc.batch_size)
         noise = torch.randn((n, *model.sample_shape), generator=g, device=device)
-        x, nfe = solve_flow(model.velocity, noise, sigmas, sc.solver)
+        if corrector is None:  # the base sampler alone, with the configured solver
+            x, nfe = solve_flow(model.velocity, noise, sigmas, sc.solver)
+            nfe_c = 0
+        else:  # INC inverts the Euler map, so its base sampler is Euler (checked in config)
+            x, nfe_c, nfe = inc_sample(corrector.velocity, model.velocity, noise, c_sigmas, sigmas)
         images.append((model.decode(x) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
-        records.append_jsonl(out / "log.jsonl", {"batch": b, "images": n, "nfe": nfe,
+        records.append_jsonl(out / "log.jsonl", {"batch": b, "images": n, "nfe": nfe + nfe_c,
                                                  "elapsed_s": time.perf_counter() - t0})  # fmt: skip
     wall = time.perf_counter() - t0
     images = torch.cat(images).numpy()
     example = torch.zeros((2, *model.sample_shape), device=device)
-    per_call = flops_per_sample(
-        lambda z: model.velocity(z, torch.full((len(z),), 0.5, device=device)), example
-    )
+
+    def flops(m):
+        return flops_per_sample(
+            lambda z: m.velocity(z, torch.full((len(z),), 0.5, device=device)), example
+        )
+
+    per_call = flops(model)
+    per_call_c = flops(corrector) if corrector else 0
     partial = out / "samples.partial"
     shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run
     write_png_folder(partial, images)
@@ -163,10 +204,14 @@ def sample(cfg: UnconditionalConfig, model_path: Path, steps: int, seed: int, ou
     partial.replace(out / "samples")
     records.save_image_grid(out / "grid.png", images[:64])
     metrics = {
-        "task": "unconditional", "method": "base", "solver": sc.solver, "steps": steps,
-        "seed": seed, "n_samples": len(images), "nfe": nfe, "flops_per_nfe": per_call,
-        "flops_per_image": per_call * nfe, "wall_s": wall, "wall_s_per_image": wall / len(images),
-        "params": sum(p.numel() for p in model.network.parameters()), "device": device,
+        "task": "unconditional", "method": "inc" if corrector else "base", "solver": sc.solver,
+        "steps": steps, "corrector_steps": corrector_steps if corrector else 0, "seed": seed, "n_samples": len(images),
+        "nfe": nfe + nfe_c, "flops_per_nfe": per_call, "corrector_flops_per_nfe": per_call_c,
+        "flops_per_image": per_call * nfe + per_call_c * nfe_c, "wall_s": wall,
+        "wall_s_per_image": wall / len(images),
+        "params": sum(p.numel() for p in model.network.parameters()),
+        "corrector_params": sum(p.numel() for p in corrector.network.parameters()) if corrector else 0,
+        "device": device,
         "versions": records.versions(),
     }  # fmt: skip
     records.write_json(out / "config.json", to_dict(cfg))
@@ -182,6 +227,7 @@ def aggregate(task_dir: Path, table: Path, figure: Path, profile: str) -> None:
     from graftbench.aggregate import collect, provenance, summarise, write_table
 
     runs = collect(task_dir)
+    runs = runs[runs["method"] == "base"]  # base + INC runs have their own table (inc)
     fid_cols = sorted(c for c in runs.columns if c.startswith("fid.") and not c.startswith("fid_"))
     floor_path = task_dir / "real_data_eval.json"
     floor = (
@@ -207,10 +253,13 @@ def aggregate(task_dir: Path, table: Path, figure: Path, profile: str) -> None:
                 f"real-data floor ({col}): train subset vs test = {floor[col].iloc[0]:.3f}"
             )
     write_table(summary, table, "Unconditional generation: FID against FLOPs", notes)
-    _plot(summary, floor, fid_cols, figure)
+    plot_fid_vs_flops(summary, floor, fid_cols, figure)
 
 
-def _plot(summary, floor, fid_cols, path: Path) -> None:
+def plot_fid_vs_flops(summary, floor, fid_cols, path: Path,
+                      title: str = "FID vs FLOPs (labels: steps)") -> None:  # fmt: skip
+    """One panel per FID back-end: a line per (method, solver) of `summary`, labelled by
+    its `steps` column, with the real-data floor as a dashed line."""
     import matplotlib
     import matplotlib.ticker
 
@@ -233,7 +282,7 @@ def _plot(summary, floor, fid_cols, path: Path) -> None:
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("FLOPs per image")
         ax.set_ylabel(f"FID ({col[4:]})")
-        ax.set_title("FID vs FLOPs (labels: steps)")
+        ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
