@@ -1,0 +1,302 @@
+"""The one sample -> score -> select/advantage -> update loop of the reward fine-tuning
+methods (STYLE habit 6), run at a fixed budget of reward queries.
+
+Each round draws `prompts_per_round` conditions (cycling through shuffled passes over the
+list), samples M = `samples_per_prompt` trajectories for each, group-major (the M samples of
+a condition are consecutive), scores the final samples and hands the rewards as (groups, M)
+to the method's `update`, which selects (GRAFT, P-GRAFT) or normalises advantages (DDPO) and
+takes optimiser steps. Methods are compared at equal reward queries, the scarce resource at
+paper scale (one VQAScore query runs an 11B-parameter model): the loop never scores more
+than `reward_budget` samples and, the budget being a multiple of M, ends on it exactly.
+
+A model is reached only through `ModelAdapter`: `encode_condition` + `denoise` (or a T2I
+adapter's `guided`, for classifier-free guidance) build the sampler callable, `decode` maps
+final states to what the reward scores, `scheduler` gives the sampler.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from graftbench import records
+from graftbench.config import ConfigError
+from graftbench.models.base import ModelAdapter
+from graftbench.models.text2image_config import LoraSettings
+from graftbench.sampling.diffusion import Denoiser, Trajectory, sample_diffusion
+
+Reward = Callable[[Any, Sequence[Any]], Any]  # (samples, conditions) -> Tensor/ndarray (batch,)
+
+
+@dataclass
+class LoopConfig:
+    reward_budget: int = 4096  # reward queries (samples scored) over the whole run; a
+    # multiple of samples_per_prompt, so the last round can be cut to whole groups
+    prompts_per_round: int = 16  # conditions per round (the last round may take fewer)
+    samples_per_prompt: int = 8  # M, samples drawn per condition per round
+    num_steps: int = 20  # sampler steps N
+    scheduler: Literal["ddim", "ddpm"] = "ddim"  # sampler (the adapter's `scheduler(kind)`)
+    eta: float = 1.0  # DDIM stochasticity (1: DDPM-like, which DDPO needs; ignored by ddpm)
+    guidance_scale: float | None = None  # CFG weight for adapters with `guided`; None: the
+    # model's own default
+    sample_batch: int = 64  # trajectories per sampler call (memory, not maths)
+    count_flops: bool = False  # count sampling and training FLOPs with torch's FlopCounterMode
+    # (exact, forward and backward, but slows small models down: wall time is always logged)
+    seed: int = 0  # condition order, initial noise, selection and training noise
+
+    def __post_init__(self):
+        for key in ("reward_budget", "prompts_per_round", "samples_per_prompt", "num_steps",
+                    "sample_batch"):  # fmt: skip
+            if getattr(self, key) < 1:
+                raise ConfigError(f"loop.{key}: {getattr(self, key)} must be at least 1")
+        if self.reward_budget % self.samples_per_prompt:
+            raise ConfigError(f"loop.reward_budget: {self.reward_budget} must be a multiple of "
+                              f"samples_per_prompt ({self.samples_per_prompt})")  # fmt: skip
+        if self.eta < 0:
+            raise ConfigError(f"loop.eta: {self.eta} must be >= 0")
+
+
+@dataclass
+class OptimConfig:
+    trainable: Literal["full", "unet", "lora"] = "unet"  # what is fine-tuned (see the T2I
+    # adapter's trainable_parameters); adapters without that method allow only "full"
+    lora: LoraSettings | None = None  # LoRA rank/alpha/targets for trainable = "lora"
+    lr: float = 1e-4  # AdamW learning rate, constant (the optimiser persists across rounds)
+    weight_decay: float = 0.0  # AdamW weight decay
+    grad_clip: float = 1.0  # max global gradient norm per optimiser step
+    batch_size: int = 32  # training examples per optimiser step
+
+
+@dataclass
+class Rollout:
+    """One round's samples. inputs: (batch,) model inputs, group-major; final: (batch, ...)
+    x_0 in model space; trajectory: the kept states, log-probs of stochastic steps, merged over
+    micro-batches and stitched segments; nfe: network evaluations per sample; decoded: what
+    the reward scored (`model.decode(final)`), set by the loop before `update`."""
+
+    inputs: list
+    final: torch.Tensor
+    trajectory: Trajectory
+    nfe: int
+    decoded: Any = None
+
+
+class Method(Protocol):
+    model: ModelAdapter
+
+    def sample(self, inputs: list, generator: torch.Generator) -> Rollout: ...
+
+    def update(self, rollout: Rollout, rewards: torch.Tensor, generator: torch.Generator) -> dict:
+        """rewards: (groups, M). Returns statistics for the round's log line."""
+
+
+class RewardCounter:
+    """Wraps a reward: counts every sample scored and refuses to pass the budget."""
+
+    def __init__(self, reward: Reward, budget: int):
+        self.reward, self.budget, self.queries = reward, budget, 0
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self.queries
+
+    def __call__(self, samples, conditions: Sequence) -> torch.Tensor:
+        """-> (batch,) float32 rewards on the CPU."""
+        if self.queries + len(conditions) > self.budget:
+            raise RuntimeError(f"reward budget {self.budget} exceeded")
+        r = torch.as_tensor(self.reward(samples, conditions)).detach().to("cpu", torch.float32)
+        if r.shape != (len(conditions),):
+            raise ValueError(f"reward: expected shape ({len(conditions)},), got {tuple(r.shape)}")
+        self.queries += len(conditions)
+        return r
+
+
+def image_reward(reward: Reward) -> Reward:
+    """Adapt an image reward taking (batch, H, W, C) uint8 (e.g. `t2i.verifier.verifier_reward`)
+    to what the loop passes: `decode`'s (batch, C, H, W) floats in [0, 1]."""
+
+    def wrapped(images: torch.Tensor, conditions: Sequence) -> Any:
+        u8 = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+        return reward(u8.cpu().numpy(), conditions)
+
+    return wrapped
+
+
+def encode(model: ModelAdapter, inputs: list, grad: bool) -> Any:
+    """model.encode_condition, building a graph only when the encoder is trained (a frozen
+    encoder's graph would be freed by the first backward and cost memory for nothing)."""
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        return model.encode_condition(inputs)
+
+
+def denoiser(
+    model: ModelAdapter, inputs: list, scale: float | None = None, grad: bool = False
+) -> Denoiser:
+    """The sampler callable (x (batch, ...), t (batch,)) -> output for conditions `inputs`:
+    CFG with weight `scale` where the adapter has `guided`, else plain `denoise`."""
+    cond = encode(model, inputs, grad)
+    if hasattr(model, "guided"):
+        return model.guided(cond, scale)
+    return lambda x, t: model.denoise(x, t, cond)
+
+
+def trainable_parameters(model: ModelAdapter, which: str, lora: LoraSettings | None):
+    if hasattr(model, "trainable_parameters"):
+        return model.trainable_parameters(which, lora)
+    if which != "full":
+        raise ConfigError(f"optim.trainable: {type(model).__name__} supports only 'full'")
+    return [p for p in model.network.requires_grad_(True).parameters()]
+
+
+class Updater:
+    """AdamW over the trainable parameters, kept across rounds (not `train.fit`, which starts
+    a fresh optimiser, warm-up and EMA copy per call: online rounds, DDPO's especially, keep
+    Adam's moments from one batch of trajectories to the next, as ddpo-pytorch does)."""
+
+    def __init__(self, model: ModelAdapter, cfg: OptimConfig):
+        self.params = trainable_parameters(model, cfg.trainable, cfg.lora)
+        if not self.params:
+            raise ValueError("no trainable parameters")
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.grad_clip = cfg.grad_clip
+
+    def step(self) -> float:
+        """Clip, step and clear the accumulated gradients; returns the gradient norm."""
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return float(norm)
+
+
+Segment = tuple[Callable[[list], Denoiser], int | None]  # (inputs -> callable, stop step)
+
+
+@torch.no_grad()
+def sample_segments(model: ModelAdapter, segments: Sequence[Segment], scheduler, inputs: list,
+                    cfg: LoopConfig, generator: torch.Generator, keep: Iterable[int] | None) -> Rollout:  # fmt: skip
+    """Sample len(inputs) trajectories from N(0, I), each segment running its own callable
+    over steps [previous stop, stop) (P-GRAFT's stitching: fine-tuned to N_I, base after;
+    one segment with stop None is ordinary sampling). keep: step indices whose states are
+    kept (None: all). Initial noise and step noise come from `generator`, on the model's
+    device."""
+    device = next(model.network.parameters()).device
+    keep = None if keep is None else set(keep)
+    parts = []
+    for s in range(0, len(inputs), cfg.sample_batch):
+        chunk = inputs[s : s + cfg.sample_batch]
+        x = torch.randn((len(chunk), *model.sample_shape), generator=generator, device=device)
+        start, pieces = 0, []
+        for factory, stop in segments:
+            pieces.append(sample_diffusion(
+                factory(chunk), scheduler, x, num_steps=cfg.num_steps, generator=generator,
+                eta=cfg.eta, keep=keep, start_step=start, stop_step=stop,
+            ))  # fmt: skip
+            x, start = pieces[-1].sample, pieces[-1].timesteps.numel() + start
+        parts.append(_join_segments(pieces))
+    traj = _join_batches(parts)
+    return Rollout(list(inputs), traj.sample, traj, traj.nfe)
+
+
+def _join_segments(pieces: list[Trajectory]) -> Trajectory:
+    lps = [p.log_probs for p in pieces if p.log_probs is not None]
+    return Trajectory(
+        sample=pieces[-1].sample,
+        timesteps=torch.cat([p.timesteps for p in pieces]),
+        states={i: x for p in pieces for i, x in p.states.items()},
+        log_probs=torch.cat(lps, 1) if lps else None,
+        stochastic_steps=[i for p in pieces for i in p.stochastic_steps],
+        nfe=sum(p.nfe for p in pieces),
+    )
+
+
+def _join_batches(parts: list[Trajectory]) -> Trajectory:
+    first = parts[0]
+    return Trajectory(
+        sample=torch.cat([p.sample for p in parts]),
+        timesteps=first.timesteps,
+        states={i: torch.cat([p.states[i] for p in parts]) for i in first.states},
+        log_probs=None if first.log_probs is None else torch.cat([p.log_probs for p in parts]),
+        stochastic_steps=first.stochastic_steps,
+        nfe=first.nfe,
+    )
+
+
+def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *,
+        model_input: Callable[[Any], Any] | None = None, log: str | Path | None = None) -> list[dict]:  # fmt: skip
+    """Run rounds until `cfg.reward_budget` reward queries are spent; return the log rows.
+
+    conditions: the training conditions, passed to the reward as they are (e.g. scenes.Prompt)
+    and to `model.encode_condition` through `model_input` (e.g. `lambda p: p.text`).
+    log: JSON-lines file that gets one row per round (`records.append_jsonl`).
+    A row: round, reward_queries (so far), n_prompts, reward_mean/max/std (this round's
+    training samples), sampler_nfe (network evaluations so far, a CFG pair counting as one),
+    nfe_per_sample, sample_s, reward_s, train_s, elapsed_s, sample_flops and train_flops
+    (this round, with count_flops), and the method's statistics (n_accepted, train_loss, ...).
+    """
+    if not conditions:
+        raise ValueError("run: no training conditions")
+    model, m = method.model, cfg.samples_per_prompt
+    device = next(model.network.parameters()).device
+    g = torch.Generator().manual_seed(cfg.seed)
+    # sample_diffusion draws step noise on the states' device, so its generator lives there
+    g_sample = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    counter, order, rows, nfe, t0 = RewardCounter(reward, cfg.reward_budget), [], [], 0, time.time()
+    while counter.remaining:
+        groups = min(cfg.prompts_per_round, counter.remaining // m)
+        picked = []
+        for _ in range(groups):  # shuffled passes: every condition is seen once per pass
+            order = order or torch.randperm(len(conditions), generator=g).tolist()
+            picked.append(conditions[order.pop()])
+        conds = [c for c in picked for _ in range(m)]
+        inputs = [model_input(c) for c in conds] if model_input else list(conds)
+        with _cost(cfg.count_flops) as sample_cost:
+            roll = method.sample(inputs, g_sample)
+            # e.g. diffusers' DDIM step with eta > 0 takes sqrt(1 - abar_prev - sigma^2), which
+            # float32 can round below 0 from t = 999 (the cosine schedule at 5 steps does)
+            if not torch.isfinite(roll.final).all():
+                raise FloatingPointError(
+                    f"round {len(rows)}: the sampler returned non-finite states"
+                )
+            with torch.no_grad():
+                roll.decoded = model.decode(roll.final)
+        tr = time.perf_counter()
+        rewards = counter(roll.decoded, conds)
+        reward_s = time.perf_counter() - tr
+        with _cost(cfg.count_flops) as train_cost:
+            stats = method.update(roll, rewards.view(groups, m), g)
+        nfe += roll.nfe * len(conds)
+        ok = rewards[torch.isfinite(rewards)]
+        row = {"round": len(rows), "reward_queries": counter.queries, "n_prompts": groups,
+               "reward_mean": ok.mean().item() if len(ok) else float("nan"),
+               "reward_max": ok.max().item() if len(ok) else float("nan"),
+               "reward_std": ok.std(correction=0).item() if len(ok) else float("nan"),
+               "sampler_nfe": nfe, "nfe_per_sample": roll.nfe, "sample_s": sample_cost["s"],
+               "reward_s": reward_s, "train_s": train_cost["s"], "elapsed_s": time.time() - t0,
+               **{f"{k}_flops": c["flops"] for k, c in (("sample", sample_cost),
+                                                        ("train", train_cost)) if "flops" in c},
+               **stats}  # fmt: skip
+        rows.append(row)
+        if log:
+            records.append_jsonl(log, row)
+    return rows
+
+
+@contextmanager
+def _cost(count_flops: bool):
+    """Yields a dict that gets the block's wall seconds ("s") and, if asked, FLOPs."""
+    out: dict = {}
+    t0 = time.perf_counter()
+    if count_flops:
+        with FlopCounterMode(display=False) as counter:
+            yield out
+        out["flops"] = int(counter.get_total_flops())
+    else:
+        yield out
+    out["s"] = time.perf_counter() - t0

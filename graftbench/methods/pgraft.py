@@ -1,0 +1,153 @@
+"""P-GRAFT: GRAFT at an intermediate noise level (DESIGN.md, "P-GRAFT"; the paper's sec. 4).
+
+Sample whole trajectories x_T -> ... -> x_{t_I} -> ... -> x_0, accept by the final reward
+r(x_0) exactly as GRAFT does, but keep each accepted trajectory's state x_{t_I} (state index
+N_I of the sampler, `intermediate_step`) and fit the model only on times t in (t_I, T], with
+x_{t_I} as the data: the DDPM kernel from t_I gives
+    x_t = sqrt(abar_t / abar_I) x_I + sqrt(1 - abar_t / abar_I) eps',
+    eps_target = sqrt(1 - abar_t) / sqrt(1 - abar_t / abar_I) eps'    (`paths.ddpm_from_intermediate`,
+converted to v where the model predicts v). The accepted x_{t_I} follow the shaped law
+p_theta(x_I | c) E[acceptance | x_I], which the fine-tuned model learns at high noise, where
+the score is near-Gaussian and easy (less bias), at the cost of accepting on a reward that is
+a noisy function of x_I (more variance); N_I trades the two.
+
+Sampling stitches two models: the fine-tuned one for steps [0, N_I) (timesteps above t_I),
+the frozen base for [N_I, N) (t_I down to 0). The base is a frozen copy of the network for
+full/UNet fine-tuning, or, for LoRA, the same network with its adapters switched off (no
+second copy of the weights, which matters at SD scale).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Hashable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from graftbench.config import ConfigError
+from graftbench.methods.graft import Graft, GraftConfig, sample_key
+from graftbench.methods.loop import Rollout, denoiser, sample_segments
+from graftbench.models.base import ModelAdapter
+from graftbench.paths import ddpm_from_intermediate
+
+
+@dataclass
+class PGraftConfig(GraftConfig):
+    intermediate_step: int = 10  # N_I: sampler state whose x_{t_I} is kept (0 = x_T,
+    # loop.num_steps = x_0); t_I is the timestep the sampler assigns to that state. Swept by
+    # the workflow: small N_I shapes at high noise (more reward variance), large near the data
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 1 <= self.intermediate_step < self.loop.num_steps:
+            raise ConfigError(f"intermediate_step: {self.intermediate_step} must lie in "
+                              f"1..loop.num_steps - 1 = {self.loop.num_steps - 1}")  # fmt: skip
+
+
+def intermediate_loss(model: ModelAdapter, x_i: torch.Tensor, cond: Any, t_i: int,
+                      generator: torch.Generator) -> torch.Tensor:  # fmt: skip
+    """Denoising loss with the intermediate state as data: t ~ U{t_I + 1, ..., T - 1}, pair from
+    `paths.ddpm_from_intermediate`, squared error per sample, Min-SNR weighted as pre-training
+    (`t2i.pretrain.denoising_loss`; any positive weight per t keeps the minimiser, the
+    conditional expectation of the target). x_i: (batch, *sample_shape) on the model's
+    device; noise and t from `generator` on the CPU, as in pre-training."""
+    abar = model.alphas_cumprod.to(x_i.device)
+    t = torch.randint(t_i + 1, len(abar), (len(x_i),), generator=generator)
+    noise = torch.randn(x_i.shape, generator=generator, dtype=x_i.dtype)
+    t, noise = t.to(x_i.device), noise.to(x_i.device)
+    pair = ddpm_from_intermediate(
+        x_i, noise, t, torch.full_like(t, t_i), abar, model.prediction_type
+    )
+    err = (model.denoise(pair.xt, pair.t, cond) - pair.target).pow(2).flatten(1).mean(1)
+    gamma = getattr(getattr(model, "cfg", None), "min_snr_gamma", None)
+    if gamma is None:
+        return err.mean()
+    snr = abar[t] / (1 - abar[t])
+    base = snr if model.prediction_type == "epsilon" else snr + 1
+    return (err * snr.clamp(max=gamma) / base).mean()
+
+
+@contextmanager
+def adapters_disabled(network: torch.nn.Module):
+    """Run `network` as its base: every peft adapter layer switched off, then back on.
+    peft's switch also sets requires_grad, so the flags are restored as they were."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in network.modules() if isinstance(m, BaseTunerLayer)]
+    flags = [p.requires_grad for p in network.parameters()]
+    for m in layers:
+        m.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.enable_adapters(True)
+        for p, f in zip(network.parameters(), flags, strict=True):
+            p.requires_grad_(f)
+
+
+def _has_adapters(network: torch.nn.Module) -> bool:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return any(isinstance(m, BaseTunerLayer) for m in network.modules())
+
+
+def frozen_copy(model: ModelAdapter) -> ModelAdapter:
+    """The adapter with a deep-copied, frozen network; everything else (tokenizer, schedule,
+    config) is shared, read-only."""
+    base = copy.copy(model)
+    base.network = copy.deepcopy(model.network).requires_grad_(False)
+    return base
+
+
+class PGraft(Graft):
+    """P-GRAFT on one model adapter: `model` is fine-tuned in place for t > t_I; `base` keeps
+    the pre-trained model for t <= t_I (None under LoRA, where the base is `model` with its
+    adapters off)."""
+
+    def __init__(self, model: ModelAdapter, cfg: PGraftConfig,
+                 dedup_key: Callable[[Any], Hashable] = sample_key):  # fmt: skip
+        # copy before Graft's Updater sets requires_grad (or adds LoRA) on the model
+        self.base = None if cfg.optim.trainable == "lora" else frozen_copy(model)
+        if self.base is None and _has_adapters(model.network):
+            raise ValueError("P-GRAFT with LoRA: the model already has adapters, so switching "
+                             "them off would not give the base model; merge them first")  # fmt: skip
+        super().__init__(model, cfg, dedup_key=dedup_key)
+
+    def _base_factory(self):
+        if self.base is not None:
+            return self._factory(self.base)
+        model, scale = self.model, self.cfg.loop.guidance_scale
+
+        def factory(inputs):
+            with adapters_disabled(model.network):
+                inner = denoiser(model, inputs, scale)
+
+            def base(x, t):
+                with adapters_disabled(model.network):
+                    return inner(x, t)
+
+            return base
+
+        return factory
+
+    def sample(self, inputs: list, generator: torch.Generator) -> Rollout:
+        """Stitched sampling: fine-tuned model for steps [0, N_I), base for [N_I, N); keeps
+        the states x_{t_I} (index N_I) and x_0 (index N), each (batch, *sample_shape)."""
+        n_i, n = self.cfg.intermediate_step, self.cfg.loop.num_steps
+        segments = [(self._factory(self.model), n_i), (self._base_factory(), None)]
+        return sample_segments(self.model, segments, self.scheduler, inputs, self.cfg.loop,
+                               generator, keep={n_i, n})  # fmt: skip
+
+    def training_data(self, rollout: Rollout):
+        """An accepted trajectory contributes x_{t_I} (batch, ...), fitted on t in (t_I, T]."""
+        n_i = self.cfg.intermediate_step
+        t_i = int(rollout.trajectory.timesteps[n_i])
+
+        def loss(model, x, cond, generator):
+            return intermediate_loss(model, x, cond, t_i, generator)
+
+        return rollout.trajectory.states[n_i], loss, {"t_intermediate": t_i}

@@ -1,0 +1,356 @@
+"""GRAFT, P-GRAFT and DDPO on a toy whose answer is known, plus one round of each on the
+small text-to-image model.
+
+Toy: a conditional v-prediction MLP over 2-D points. Prompt c's data is an even mixture of
+two Gaussians (std 0.2) at +-1.5 along axis c; the reward is minus the distance to the
+positive mode, so the base scores about -1.6 (half its mass sits 3 away) and a model that
+moved all its mass to the positive mode scores about -0.2. v rather than epsilon: with the
+cosine schedule alpha_bar(999) is ~0, where an epsilon model's x0 estimate divides its error
+by sqrt(alpha_bar) (the T2I model predicts v for the same reason).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from graftbench.config import ConfigError, parse
+from graftbench.methods.ddpo import (
+    DDPO,
+    DDPOConfig,
+    PromptStatTracker,
+    ppo_loss,
+    transition_log_prob,
+)
+from graftbench.methods.graft import Graft, GraftConfig
+from graftbench.methods.loop import (
+    LoopConfig,
+    OptimConfig,
+    RewardCounter,
+    Rollout,
+    image_reward,
+    run,
+)
+from graftbench.methods.pgraft import PGraft, PGraftConfig, adapters_disabled, frozen_copy
+from graftbench.methods.selection import SelectionConfig
+from graftbench.models.base import ModelAdapter
+from graftbench.t2i.pretrain import denoising_loss
+
+CENTRES = torch.tensor([[[-1.5, 0.0], [1.5, 0.0]], [[0.0, -1.5], [0.0, 1.5]]])  # (prompt, mode, 2)
+TARGETS = CENTRES[:, 1]  # (prompt, 2): the rewarded mode
+
+
+class MLP(torch.nn.Module):
+    def __init__(self, width: int = 64):
+        super().__init__()
+        self.register_buffer("freqs", torch.arange(1, 9).float() * math.pi)
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(2 + 16 + 2, width), torch.nn.SiLU(), torch.nn.Linear(width, width),
+            torch.nn.SiLU(), torch.nn.Linear(width, 2),
+        )  # fmt: skip
+
+    def forward(self, x, t, c):
+        a = (t.float() / 1000)[:, None] * self.freqs
+        return self.net(torch.cat([x, a.sin(), a.cos(), c], 1))
+
+
+class Toy(ModelAdapter):
+    """The minimal adapter: conditions are prompt indices 0/1, embedded one-hot."""
+
+    prediction_type = "v_prediction"
+    sample_shape = (2,)
+
+    def __init__(self):
+        self.network = MLP()
+        self.cfg = SimpleNamespace(min_snr_gamma=None)  # what denoising_loss reads
+        self.alphas_cumprod = self.scheduler("ddpm").alphas_cumprod
+
+    def encode_condition(self, conditions):
+        return torch.nn.functional.one_hot(torch.as_tensor(conditions), 2).float()
+
+    def denoise(self, x, t, cond):
+        return self.network(x, t, cond)
+
+    def decode(self, x):
+        return x
+
+    def scheduler(self, kind):
+        common = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False,
+                      timestep_spacing="trailing", prediction_type="v_prediction")  # fmt: skip
+        return DDIMScheduler(**common, set_alpha_to_one=True) if kind == "ddim" else DDPMScheduler(**common)  # fmt: skip
+
+
+def reward(x, conds):
+    return -(x - TARGETS[torch.as_tensor(conds)]).norm(dim=1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def base(one_thread) -> Toy:
+    """Pre-trained on the mixture with the T2I pre-training loss (`denoising_loss`)."""
+    torch.manual_seed(0)
+    model, g, steps = Toy(), torch.Generator().manual_seed(0), 1500
+    opt = torch.optim.Adam(model.network.parameters(), lr=3e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=1e-4)
+    for _ in range(steps):
+        c, k = torch.randint(2, (256,), generator=g), torch.randint(2, (256,), generator=g)
+        x0 = CENTRES[c, k] + 0.2 * torch.randn(256, 2, generator=g)
+        loss = denoising_loss(model, x0, model.encode_condition(c), g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model
+
+
+LOOP = LoopConfig(reward_budget=512, prompts_per_round=2, samples_per_prompt=64, num_steps=10,
+                  sample_batch=256)  # fmt: skip
+SEL = SelectionConfig(rule="top_k", k=16)
+FULL = OptimConfig(trainable="full", lr=1e-3, batch_size=32)
+# the same budget of 512 reward queries (4 rounds) for every method; GRAFT-family training is
+# 50 passes over each round's 32 accepted samples, DDPO two PPO epochs per round
+METHODS = {
+    "graft": lambda m: Graft(m, GraftConfig(loop=LOOP, selection=SEL, optim=FULL, epochs=50)),
+    "pgraft": lambda m: PGraft(
+        m, PGraftConfig(loop=LOOP, selection=SEL, optim=FULL, epochs=50, intermediate_step=5)
+    ),  # fmt: skip
+    "ddpo": lambda m: DDPO(
+        m,
+        DDPOConfig(
+            loop=LOOP, optim=OptimConfig(trainable="full", lr=3e-3), inner_epochs=2, clip_range=0.2
+        ),
+    ),  # fmt: skip
+}
+
+
+def evaluate(method, n: int = 512) -> float:
+    """Mean reward of n fresh samples (half per prompt) from the method's sampler."""
+    conds = [0] * (n // 2) + [1] * (n // 2)
+    return (
+        reward(method.sample(conds, torch.Generator().manual_seed(123)).final, conds).mean().item()
+    )
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_each_method_raises_the_reward_at_the_same_budget(base, name, tmp_path):
+    before = evaluate(Graft(copy.deepcopy(base), GraftConfig(loop=LOOP, optim=FULL)))
+    method = METHODS[name](copy.deepcopy(base))
+    rows = run(method, [0, 1], reward, LOOP, log=tmp_path / "log.jsonl")
+    after = evaluate(method)
+    train = [r["reward_mean"] for r in rows]
+    print(f"{name}: eval reward {before:.3f} -> {after:.3f}; training reward per round {train}")
+    assert [r["reward_queries"] for r in rows] == [128, 256, 384, 512]
+    assert after > before + 0.5 and train[-1] > train[0] + 0.3
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 4
+    assert rows[-1]["sampler_nfe"] == 512 * LOOP.num_steps and rows[-1]["train_s"] > 0
+
+
+def test_the_loop_stops_exactly_at_the_budget(base):
+    scored = []
+
+    def spy(x, conds):
+        scored.append(len(conds))
+        return reward(x, conds)
+
+    loop = LoopConfig(reward_budget=80, prompts_per_round=4, samples_per_prompt=8, num_steps=4)
+    rows = run(Graft(copy.deepcopy(base), GraftConfig(loop=loop, optim=FULL)), [0, 1], spy, loop)
+    assert scored == [32, 32, 16] and sum(scored) == 80
+    assert [(r["reward_queries"], r["n_prompts"]) for r in rows] == [(32, 4), (64, 4), (80, 2)]
+    with pytest.raises(ConfigError, match="multiple of samples_per_prompt"):
+        LoopConfig(reward_budget=84, samples_per_prompt=8)
+    nan = Graft(copy.deepcopy(base), GraftConfig(loop=loop, optim=FULL))
+    nan.model.denoise = lambda x, t, cond: torch.full_like(x, float("nan"))
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        run(nan, [0, 1], spy, loop)
+    counter = RewardCounter(reward, 10)
+    counter(torch.zeros(8, 2), [0] * 8)
+    with pytest.raises(RuntimeError, match="budget"):
+        counter(torch.zeros(4, 2), [0] * 4)
+
+
+def test_graft_top_k_trains_only_on_accepted_samples(base):
+    seen = []
+
+    def spy_loss(model, x, cond, g):
+        seen.append(x.detach().clone())
+        return denoising_loss(model, x, cond, g)
+
+    loop = LoopConfig(reward_budget=32, prompts_per_round=2, samples_per_prompt=16, num_steps=4)
+    graft = Graft(copy.deepcopy(base), GraftConfig(loop=loop, selection=SelectionConfig(k=3),
+                                                   optim=FULL, epochs=2), loss_fn=spy_loss)  # fmt: skip
+    inputs = [0] * 16 + [1] * 16
+    roll = graft.sample(inputs, torch.Generator().manual_seed(0))
+    r = reward(roll.final, inputs).view(2, 16)
+    stats = graft.update(roll, r, torch.Generator().manual_seed(1))
+    top = r.topk(3, dim=1).indices + torch.tensor([[0], [16]])
+    want = {tuple(v) for v in roll.final[top.flatten()].tolist()}
+    got = [tuple(v) for v in torch.cat(seen).tolist()]
+    assert stats["n_accepted"] == 6 and len(got) == 12 and set(got) == want  # 2 epochs of 6
+
+    # de-duplication: two identical best samples count once
+    final = roll.final.clone()
+    final[1] = final[0]
+    r2 = r.clone().flatten()
+    r2[:2] = 1.0
+    dup = Rollout(inputs, final, roll.trajectory, roll.nfe, decoded=final)
+    graft.cfg.selection = SelectionConfig(k=2, dedup=True)
+    idx = graft.accept(dup, r2.view(2, 16), torch.Generator())
+    assert 0 in idx and 1 not in idx and len(idx) == 4
+
+
+def _recording(fn, calls):
+    def wrapped(x, t, cond):
+        calls.append(t.clone())
+        return fn(x, t, cond)
+
+    return wrapped
+
+
+def test_pgraft_changes_only_times_above_t_i_and_stitches(base):
+    loop = LoopConfig(reward_budget=64, prompts_per_round=2, samples_per_prompt=16, num_steps=10)
+    cfg = PGraftConfig(
+        loop=loop, selection=SelectionConfig(k=4), optim=FULL, epochs=3, intermediate_step=4
+    )
+    pg = PGraft(copy.deepcopy(base), cfg)
+    trained = []
+    pg.model.denoise = _recording(pg.model.denoise, trained)
+    rows = run(pg, [0, 1], reward, loop)
+    t_i = rows[0]["t_intermediate"]
+    assert torch.cat(trained).min() > t_i  # P-GRAFT's loss only ever asks for t > t_I
+    for p, q in zip(pg.base.network.parameters(), base.network.parameters(), strict=True):
+        assert torch.equal(p, q) and not p.requires_grad  # the base segment is the base model
+    assert any(not torch.equal(p, q) for p, q in
+               zip(pg.model.network.parameters(), base.network.parameters(), strict=True))  # fmt: skip
+
+    fine, frozen = [], []
+    pg.model.denoise = _recording(Toy.denoise.__get__(pg.model), fine)
+    pg.base.denoise = _recording(Toy.denoise.__get__(pg.base), frozen)
+    roll = pg.sample([0, 1], torch.Generator().manual_seed(0))
+    ts = roll.trajectory.timesteps
+    assert int(ts[4]) == t_i and sorted(roll.trajectory.states) == [4, 10]
+    assert [int(t[0]) for t in fine] == ts[:4].tolist() and all(int(t[0]) > t_i for t in fine)
+    assert [int(t[0]) for t in frozen] == ts[4:].tolist() and all(int(t[0]) <= t_i for t in frozen)
+
+
+def test_ddpo_recomputes_the_sampler_log_probs_and_ratio_starts_at_one(base):
+    loop = LoopConfig(reward_budget=32, prompts_per_round=2, samples_per_prompt=16, num_steps=4)
+    ddpo = DDPO(copy.deepcopy(base), DDPOConfig(loop=loop, optim=FULL, clip_range=0.2))
+    inputs = [0] * 16 + [1] * 16
+    roll = ddpo.sample(inputs, torch.Generator().manual_seed(0))
+    traj = roll.trajectory
+    # the last step lands on alpha_bar = 1: deterministic, no density, not trained
+    assert traj.log_probs.shape == (32, 3) and traj.stochastic_steps == [0, 1, 2]
+    cond = ddpo.model.encode_condition(inputs)
+    with torch.no_grad():
+        for j, i in enumerate(traj.stochastic_steps):
+            x, t = traj.states[i], traj.timesteps[i]
+            out = ddpo.model.denoise(x, t.expand(32), cond)
+            lp = transition_log_prob(ddpo.scheduler, out, t, x, traj.states[i + 1], 1.0)
+            torch.testing.assert_close(lp, traj.log_probs[:, j], rtol=0, atol=1e-4)
+    stats = ddpo.update(roll, reward(roll.final, inputs).view(2, 16), torch.Generator())
+    assert stats["ratio_first_dev"] < 1e-5 and math.isfinite(stats["policy_loss"])
+
+
+def test_ppo_clip_bounds_the_objective():
+    eps, old = 0.2, torch.zeros(4)
+    adv = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    lp = torch.log(torch.tensor([1.5, 1.1, 0.5, 1.5])).requires_grad_(True)
+    loss, ratio = ppo_loss(lp, old, adv, eps)
+    # ratios beyond the clip in the direction the advantage favours are cut to 1 +- eps and
+    # get no gradient; inside the clip, or moving against the advantage, they count in full
+    want = torch.tensor([-1.2, -1.1, 0.8, 1.5]).mean()
+    torch.testing.assert_close(loss, want)
+    loss.backward()
+    torch.testing.assert_close(lp.grad, torch.tensor([0.0, -1.1, 0.0, 1.5]) / 4)
+    torch.testing.assert_close(ratio.detach(), torch.tensor([1.5, 1.1, 0.5, 1.5]))
+
+
+def test_prompt_stat_tracker_falls_back_to_the_batch_then_uses_its_history():
+    tracker = PromptStatTracker(buffer=4, min_count=3)
+    r = torch.tensor([1.0, 3.0, 10.0, 30.0])
+    a = tracker.advantages(["a", "a", "b", "b"], r)  # 2 < min_count each: batch statistics
+    torch.testing.assert_close(a, (r - r.mean()) / (r.std(correction=0) + 1e-6))
+    a = tracker.advantages(["a", "b"], torch.tensor([2.0, 20.0]))  # 3 each: own history
+    torch.testing.assert_close(a, torch.zeros(2), atol=1e-5, rtol=0)
+
+
+def test_configs_reject_bad_values():
+    with pytest.raises(ConfigError, match="intermediate_step"):
+        parse(PGraftConfig, {"loop": {"num_steps": 10}, "intermediate_step": 10})
+    with pytest.raises(ConfigError, match="ddim"):
+        parse(DDPOConfig, {"loop": {"scheduler": "ddpm"}})
+    with pytest.raises(ConfigError, match="selection.k"):
+        parse(GraftConfig, {"loop": {"samples_per_prompt": 4}, "selection": {"k": 5}})
+    with pytest.raises(ConfigError, match="trainable"):
+        parse(GraftConfig, {"optim": {"trainable": "half"}})
+    cfg = parse(PGraftConfig, {"optim": {"trainable": "lora", "lora": {"rank": 2}}})
+    assert cfg.optim.lora.rank == 2 and cfg.intermediate_step == 10
+    with pytest.raises(ConfigError, match="only 'full'"):
+        Graft(Toy(), GraftConfig(optim=OptimConfig(trainable="lora")))
+
+
+# -- the small text-to-image model, unchanged: one round of each method -----------------------
+
+# the tiny size of tests/test_text2image.py
+TINY = dict(block_out_channels=[8, 16], cross_attention_levels=[1], norm_num_groups=4,
+            attention_heads=2, text_hidden_size=16, text_layers=1, text_heads=2,
+            text_intermediate_size=32)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["graft", "pgraft_lora", "ddpo"])
+def test_methods_run_unchanged_on_the_text_to_image_model(name, tmp_path):
+    from graftbench.models.text2image import Text2ImageAdapter
+    from graftbench.models.text2image_config import LoraSettings, Text2ImageConfig
+    from graftbench.t2i.scenes import SceneConfig, split_prompts
+    from graftbench.t2i.verifier import verifier_reward
+
+    torch.manual_seed(0)
+    model = Text2ImageAdapter.from_config(parse(Text2ImageConfig, TINY, "model"))
+    prompts = list(split_prompts(SceneConfig()).train[:2])
+    loop = LoopConfig(reward_budget=4, prompts_per_round=2, samples_per_prompt=2, num_steps=3,
+                      count_flops=name == "graft")  # fmt: skip
+    unet = OptimConfig(trainable="unet", batch_size=2)
+    pristine = frozen_copy(model)
+    method = {
+        "graft": lambda: Graft(model, GraftConfig(loop=loop, optim=unet)),
+        "pgraft_lora": lambda: PGraft(model, PGraftConfig(
+            loop=loop, intermediate_step=1,
+            optim=OptimConfig(trainable="lora", lora=LoraSettings(rank=2), batch_size=2))),
+        "ddpo": lambda: DDPO(model, DDPOConfig(loop=loop, optim=unet, clip_range=0.2)),
+    }[name]()  # fmt: skip
+    rows = run(method, prompts, image_reward(verifier_reward()), loop,
+               model_input=lambda p: p.text, log=tmp_path / "log.jsonl")  # fmt: skip
+    (row,) = rows
+    assert row["reward_queries"] == 4 and row["sampler_nfe"] == 4 * 3 and row["n_accepted"] >= 2
+    assert all(math.isfinite(v) for v in row.values() if isinstance(v, float) and v == v)
+    assert 0 <= row["reward_mean"] <= 1
+    if name == "graft":
+        assert row["sample_flops"] > 0 and row["train_flops"] > 0
+    if name == "ddpo":
+        assert row["ratio_first_dev"] < 1e-3
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(2, *model.sample_shape, generator=g), torch.tensor([900, 100])
+    with torch.no_grad():
+        cond = model.encode_condition([p.text for p in prompts])
+        tuned, ref = model.denoise(x, t, cond), pristine.denoise(x, t, cond)
+        assert tuned.shape == x.shape and torch.isfinite(tuned).all()
+        if name == "pgraft_lora":  # the base segment is the pre-trained UNet, LoRA switched off
+            with adapters_disabled(model.network):
+                torch.testing.assert_close(model.denoise(x, t, cond), ref)
+            assert (tuned - ref).abs().amax() > 0
+            assert not any(p.requires_grad for k, p in model.network.named_parameters()
+                           if "lora_" not in k)  # fmt: skip
+            with pytest.raises(ValueError, match="already has adapters"):
+                PGraft(model, method.cfg)
