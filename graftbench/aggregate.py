@@ -67,7 +67,16 @@ def write_table(summary: pd.DataFrame, out_csv: str | Path, title: str, notes: l
             for m, c in zip(md[col], ci if ci is not None else [np.nan] * len(md), strict=True)
         ]
         md = md.drop(columns=[c for c in (col, f"{base}_ci95") if c in md])
-    lines = [f"# {title}", "", *[f"- {n}" for n in notes], "", md.to_markdown(index=False, missingval="", floatfmt=".4g"), ""]
+    lines = [
+        f"# {title}",
+        "",
+        *[f"- {n}" for n in notes],
+        "",
+        md.astype(object)
+        .where(md.notna(), None)
+        .to_markdown(index=False, missingval="", floatfmt=".4g"),
+        "",
+    ]
     with records.atomic_path(Path(out_csv).with_suffix(".md")) as tmp:
         tmp.write_text("\n".join(lines))
 
