@@ -5,7 +5,7 @@ CORES ?= 2
 PROFILE ?= cpu
 PY := $(VENV)/bin/python
 
-.PHONY: run test smoke lint benchmark schema clean-results
+.PHONY: run test smoke lint benchmark schema clean-results chromium
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,8 +19,16 @@ run: $(VENV)/.installed  ## the main job: the whole workflow on the chosen profi
 smoke: PROFILE = smoke
 smoke: run
 
-test: $(VENV)/.installed  ## the test suite (includes the smoke workflow and snakemake --lint)
-	$(PY) -m pytest -q --durations=8
+test: $(VENV)/.installed chromium  ## the test suite (includes the smoke workflow and snakemake --lint)
+	GRAFTBENCH_REQUIRE_CHROMIUM=1 $(PY) -m pytest -q --durations=8
+
+# Headless Chromium checks the HTML report in the tests; Debian's package, installed once
+# (as root, or with sudo) when it is missing. `make test` requires it; a plain `pytest`
+# without Chromium skips the report check.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check graftbench tests benchmarks

@@ -6,6 +6,7 @@ touches the user's results/ or .snakemake/ locks.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -78,11 +79,66 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     html = (wf / "report.html").read_text(errors="replace")
     assert "unconditional_fid_vs_flops.png" in html and "unconditional.csv" in html
     assert "inc_fid_vs_flops.png" in html and "inc.csv" in html
+    assert_report_renders(wf / "report.html", tmp_path / "chromium")
     # and the summary verb prints the tables in the terminal
     summary = subprocess.run([sys.executable, "-m", "graftbench", "summary", "--results",
                               str(wf / "results"), "--profile", "smoke"],
                              capture_output=True, text=True)  # fmt: skip
     assert summary.returncode == 0 and "FID against FLOPs" in summary.stdout
+
+
+CHROMIUM_FLAGS = [
+    # the flags that keep Chromium from reaching for a network this machine does not have
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--virtual-time-budget=5000",
+]  # fmt: skip
+EXPECTED_RESULTS = ["unconditional.csv", "unconditional_fid_vs_flops.png", "inc.csv",
+                    "inc_fid_vs_flops.png"]  # fmt: skip
+
+
+def assert_report_renders(report: Path, scratch: Path) -> None:
+    """Open Snakemake's HTML report in headless Chromium: the page must render (a screenshot
+    that is not blank, the navigation in the rendered DOM), and every table and figure must be
+    embedded with its caption, each figure a PNG that decodes to a real image."""
+    import base64
+    import io
+    import re
+    import shutil as sh
+
+    import numpy as np
+    from PIL import Image
+
+    chromium = sh.which("chromium") or sh.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("GRAFTBENCH_REQUIRE_CHROMIUM"):
+            pytest.fail("chromium is not installed: `make test` installs it (Debian: chromium)")
+        pytest.skip("chromium is not installed (`make test` installs it)")
+    scratch.mkdir(parents=True, exist_ok=True)
+    base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={scratch / 'profile'}"]
+    shot = scratch / "report.png"
+    run = subprocess.run([*base, "--window-size=1280,900", f"--screenshot={shot}",
+                          report.as_uri()], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
+    grey = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert grey.std() > 20, "the report renders as a blank page"
+    assert (grey < 200).mean() > 0.05, "the report shows almost nothing"
+    dom = subprocess.run([*base, "--dump-dom", report.as_uri()], capture_output=True,
+                         text=True, timeout=120).stdout  # fmt: skip
+    rendered = re.sub(r"<script.*?</script>", "", dom, flags=re.S)  # what the page's JS built
+    for item in ("Workflow", "Statistics", "Results"):
+        assert item in rendered, f"the report's navigation lacks {item!r}"
+    # the results Snakemake embeds: {"<path>": {"caption": ..., "data_uri": ...}, ...}
+    entries = {m.group(1): m.end() for m in re.finditer(r'"[^"]*/([^/"]+)": \{"name"', dom)}
+    for name in EXPECTED_RESULTS:
+        assert name in entries, f"{name} is missing from the report"
+        head_end = dom.index('"data_uri": "', entries[name])
+        assert '"caption": "<p>' in dom[entries[name] : head_end], f"{name} has no caption"
+        uri = dom[head_end + len('"data_uri": "') : dom.index('"', head_end + len('"data_uri": "'))]
+        if name.endswith(".png"):
+            assert uri.startswith("data:image/png;"), f"{name} is not embedded as a PNG"
+            image = Image.open(io.BytesIO(base64.b64decode(uri.split("base64,", 1)[1])))
+            assert min(image.size) >= 200, f"{name} is {image.size}, not a figure"
 
 
 def test_lint_is_clean():
