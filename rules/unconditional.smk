@@ -19,6 +19,7 @@ rule unconditional_data:
     params:
         py=PY,
         cfg=CONFIGS["unconditional"],
+        config_slice=config_slice("unconditional", "data"),
     shell:
         "{params.py} -m graftbench prepare-data --config {params.cfg:q}"
         " --out $(dirname {output.train}) > {log} 2>&1"
@@ -37,6 +38,7 @@ rule unconditional_features:
     params:
         py=PY,
         cfg=CONFIGS["unconditional"],
+        config_slice=config_slice("unconditional", "features"),
     shell:
         "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-features"
         " --config {params.cfg:q} --data $(dirname {input}) --out {output} > {log} 2>&1"
@@ -56,6 +58,7 @@ rule unconditional_pretrain:
     params:
         py=PY,
         cfg=CONFIGS["unconditional"],
+        config_slice=config_slice("unconditional", "model", "pretrain"),
     shell:
         "OMP_NUM_THREADS={threads} {params.py} -m graftbench pretrain --config {params.cfg:q}"
         " --data $(dirname {input}) --out {output.model} --log {output.curve} > {log} 2>&1"
@@ -79,6 +82,7 @@ rule unconditional_sample:
     params:
         py=PY,
         cfg=CONFIGS["unconditional"],
+        config_slice=config_slice("unconditional", "model", "sample"),
         device=SUITE.device,
     shell:
         "OMP_NUM_THREADS={threads} {params.py} -m graftbench sample --config {params.cfg:q}"
@@ -186,6 +190,9 @@ rule unconditional_invert:
     params:
         py=PY,
         cfg=CONFIGS["unconditional"],
+        config_slice=config_slice(
+            "unconditional", "inc.invert", "inc.train.seed", "sample.shift"
+        ),
     shell:
         "OMP_NUM_THREADS={threads} {params.py} -m graftbench invert --config {params.cfg:q}"
         " --data $(dirname {input.train}) --model {input.model} --steps {wildcards.steps}"
@@ -209,6 +216,7 @@ rule unconditional_corrector:
     params:
         py=PY,
         cfg=CONFIGS["unconditional"],
+        config_slice=config_slice("unconditional", "inc"),
     shell:
         "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-corrector"
         " --config {params.cfg:q} --noise {input} --out {output.model} --log {output.curve}"
@@ -234,6 +242,7 @@ rule unconditional_sample_inc:
     params:
         py=PY,
         cfg=CONFIGS["unconditional"],
+        config_slice=config_slice("unconditional", "sample", "inc.model"),
         device=SUITE.device,
     shell:
         "OMP_NUM_THREADS={threads} {params.py} -m graftbench sample --config {params.cfg:q}"

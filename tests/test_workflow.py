@@ -73,6 +73,11 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     # a second run has nothing to do
     again = snakemake(wf, "--profile", "profiles/smoke", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+    # a config edit reruns the jobs that depend on the edited part, not the others
+    assert {"unconditional_corrector", "unconditional_sample_inc", "inc_table"} <= planned(
+        wf, {"inc": {"train": {"steps": 21}}}
+    ) and "unconditional_pretrain" not in planned(wf, {"inc": {"train": {"steps": 21}}})
+    assert "unconditional_pretrain" in planned(wf, {"pretrain": {"lr": 0.003}})
     # the HTML report holds the table and the figure
     report = snakemake(wf, "--profile", "profiles/smoke", "--report", "report.html")
     assert report.returncode == 0, report.stderr[-2000:]
@@ -85,6 +90,23 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
                               str(wf / "results"), "--profile", "smoke"],
                              capture_output=True, text=True)  # fmt: skip
     assert summary.returncode == 0 and "FID against FLOPs" in summary.stdout
+
+
+def planned(wf: Path, smoke_override: dict) -> set[str]:
+    """The rules a dry run would execute with `smoke_override` merged into the smoke preset."""
+    (wf / "edit.yaml").write_text(
+        yaml.safe_dump({"unconditional": {"profiles": {"smoke": smoke_override}}})
+    )
+    run = snakemake(wf, "--profile", "profiles/smoke", "--configfile", "edit.yaml", "-n")
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = (run.stdout + run.stderr).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["job", "count"])
+    jobs = set()
+    for line in lines[start + 2 :]:  # after the header and its dashed rule: "name  count"
+        if len(line.split()) != 2 or line.split()[0] == "total":
+            break
+        jobs.add(line.split()[0])
+    return jobs
 
 
 CHROMIUM_FLAGS = [
