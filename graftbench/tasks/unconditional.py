@@ -222,19 +222,13 @@ def sample(cfg: UnconditionalConfig, model_path: Path, steps: int, seed: int, ou
 def aggregate(task_dir: Path, table: Path, figure: Path, profile: str) -> None:
     """tables/unconditional.{csv,md} and the FID-against-FLOPs figure. The real-data floor
     (FID of a training subset against the test set) is read from task_dir/real_data_eval.json."""
-    import pandas as pd
 
     from graftbench.aggregate import collect, provenance, summarise, write_table
 
     runs = collect(task_dir)
     runs = runs[runs["method"] == "base"]  # base + INC runs have their own table (inc)
     fid_cols = sorted(c for c in runs.columns if c.startswith("fid.") and not c.startswith("fid_"))
-    floor_path = task_dir / "real_data_eval.json"
-    floor = (
-        pd.json_normalize([records.read_json(floor_path)])
-        if floor_path.exists()
-        else pd.DataFrame()
-    )
+    floor, floor_notes = real_data_floor(task_dir, fid_cols)
     summary = summarise(runs, ["method", "solver", "steps"],
                         ["nfe", "flops_per_image", *fid_cols, "wall_s_per_image"])  # fmt: skip
     notes = [
@@ -247,13 +241,20 @@ def aggregate(task_dir: Path, table: Path, figure: Path, profile: str) -> None:
         f"FLOPs: torch FlopCounterMode, per network evaluation x NFE; device {runs['device'].iloc[0]}",
         f"versions: {provenance(runs)}",
     ]
-    for col in fid_cols:
-        if col in floor:
-            notes.append(
-                f"real-data floor ({col}): train subset vs test = {floor[col].iloc[0]:.3f}"
-            )
-    write_table(summary, table, "Unconditional generation: FID against FLOPs", notes)
+    write_table(summary, table, "Unconditional generation: FID against FLOPs", notes + floor_notes)
     plot_fid_vs_flops(summary, floor, fid_cols, figure)
+
+
+def real_data_floor(task_dir: Path, fid_cols: list[str]):
+    """(one-row frame of task_dir/real_data_eval.json, or empty; a table note per FID column):
+    the FID of a training subset against the test set, below which no model's FID can go."""
+    import pandas as pd
+
+    path = task_dir / "real_data_eval.json"
+    floor = pd.json_normalize([records.read_json(path)]) if path.exists() else pd.DataFrame()
+    notes = [f"real-data floor ({col}): train subset vs test = {floor[col].iloc[0]:.3f}"
+             for col in fid_cols if col in floor]  # fmt: skip
+    return floor, notes
 
 
 def plot_fid_vs_flops(summary, floor, fid_cols, path: Path,

@@ -109,7 +109,7 @@ def aggregate(task_dir: Path, table: Path, figure: Path, profile: str) -> None:
     import pandas as pd
 
     from graftbench.aggregate import collect, provenance, summarise, write_table
-    from graftbench.tasks.unconditional import plot_fid_vs_flops
+    from graftbench.tasks.unconditional import plot_fid_vs_flops, real_data_floor
 
     runs = collect(task_dir)
     runs["corrector_steps"] = runs.get("corrector_steps", 0)
@@ -133,12 +133,7 @@ def aggregate(task_dir: Path, table: Path, figure: Path, profile: str) -> None:
             "energy_null": after.get("energy_null"),
         })  # fmt: skip
     summary = pd.concat([summary, pd.DataFrame(extra, index=summary.index)], axis=1)
-    floor_path = task_dir / "real_data_eval.json"
-    floor = (
-        pd.json_normalize([records.read_json(floor_path)])
-        if floor_path.exists()
-        else pd.DataFrame()
-    )
+    floor, floor_notes = real_data_floor(task_dir, fid_cols)
     inc = runs[runs["method"] == "inc"]
     costs = []
     for steps in sorted(inc["steps"].unique()):
@@ -164,12 +159,7 @@ def aggregate(task_dir: Path, table: Path, figure: Path, profile: str) -> None:
         *PAPER_ANCHORS,
         f"versions: {provenance(runs)}",
     ]
-    for col in fid_cols:
-        if col in floor:
-            notes.append(
-                f"real-data floor ({col}): train subset vs test = {floor[col].iloc[0]:.3f}"
-            )
-    write_table(summary, table, "Inverse noise correction: FID against FLOPs", notes)
+    write_table(summary, table, "Inverse noise correction: FID against FLOPs", notes + floor_notes)
     labelled = summary.assign(
         method=[
             m if m == "base" else f"inc, base {s} steps"
