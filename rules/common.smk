@@ -27,10 +27,10 @@ def task_config(task):
 def config_slice(task, *keys):
     """The parts of a task's resolved config that one job's outputs depend on, as a params
     value: Snakemake reruns a job when its params change, so editing, say, the INC settings
-    reruns the INC jobs but not pre-training. Keys are dotted paths ("sample.shift")."""
-    from graftbench.config import to_dict
-
-    full = to_dict(resolve(config, task))
+    reruns the INC jobs but not pre-training. Keys are dotted paths ("sample.shift"); a list a
+    rule sweeps over (sample.steps, seeds) belongs in its wildcards, not here, or adding one
+    value would rerun the jobs of all the others."""
+    full = json.loads(Path(CONFIGS[task]).read_text())
     picked = {}
     for key in keys:
         value = full

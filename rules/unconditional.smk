@@ -82,7 +82,14 @@ rule unconditional_sample:
     params:
         py=PY,
         cfg=CONFIGS["unconditional"],
-        config_slice=config_slice("unconditional", "model", "sample"),
+        config_slice=config_slice(
+            "unconditional",
+            "model",
+            "sample.solver",
+            "sample.shift",
+            "sample.n_samples",
+            "sample.batch_size",
+        ),
         device=SUITE.device,
     shell:
         "OMP_NUM_THREADS={threads} {params.py} -m graftbench sample --config {params.cfg:q}"
@@ -216,7 +223,14 @@ rule unconditional_corrector:
     params:
         py=PY,
         cfg=CONFIGS["unconditional"],
-        config_slice=config_slice("unconditional", "inc"),
+        config_slice=config_slice(
+            "unconditional",
+            "inc.model",
+            "inc.train",
+            "inc.invert.holdout",
+            "inc.corrector_steps",
+            "sample.shift",
+        ),
     shell:
         "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-corrector"
         " --config {params.cfg:q} --noise {input} --out {output.model} --log {output.curve}"
@@ -242,7 +256,14 @@ rule unconditional_sample_inc:
     params:
         py=PY,
         cfg=CONFIGS["unconditional"],
-        config_slice=config_slice("unconditional", "sample", "inc.model"),
+        config_slice=config_slice(
+            "unconditional",
+            "inc.model",
+            "sample.solver",
+            "sample.shift",
+            "sample.n_samples",
+            "sample.batch_size",
+        ),
         device=SUITE.device,
     shell:
         "OMP_NUM_THREADS={threads} {params.py} -m graftbench sample --config {params.cfg:q}"
