@@ -9,6 +9,7 @@ from graftbench.spec import resolve, suite
 
 configfile: "config/config.yaml"
 configfile: "tasks/unconditional.yaml"
+configfile: "tasks/t2i.yaml"
 
 
 validate(config, "config/schema.yaml")
@@ -22,6 +23,7 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/unconditional.smk"
+include: "rules/t2i.smk"
 
 
 rule all:

@@ -59,10 +59,37 @@ def cmd_train_features(args) -> None:
 
 
 def cmd_pretrain(args) -> None:
-    from graftbench.tasks import unconditional
+    from graftbench.tasks import t2i, unconditional
 
-    unconditional.pretrain(_task_config(args), Path(args.data), Path(args.out),
-                           Path(args.log) if args.log else None)  # fmt: skip
+    log = Path(args.log) if args.log else None
+    if args.task == "t2i":
+        t2i.pretrain(_task_config(args), Path(args.out), log)
+        return
+    if not args.data:
+        raise ConfigError("--data: the unconditional task pre-trains on prepare-data's folder")
+    unconditional.pretrain(_task_config(args), Path(args.data), Path(args.out), log)
+
+
+def _t2i_line(m: dict) -> str:
+    return (f"{m['run']} seed {m['seed']}: held-out reward {m['heldout_reward']:.3f} "
+            f"(accuracy {m['heldout_accuracy']:.3f}), training-prompt reward "
+            f"{m['train_reward']:.3f}, {m['reward_queries']} reward queries, {m['wall_s']:.0f} s")  # fmt: skip
+
+
+def cmd_evaluate_model(args) -> None:
+    from graftbench.tasks import t2i
+
+    m = t2i.evaluate_base(_task_config(args), Path(args.model), args.seed, Path(args.out),
+                          args.device)  # fmt: skip
+    print(_t2i_line(m))
+
+
+def cmd_finetune(args) -> None:
+    from graftbench.tasks import t2i
+
+    m = t2i.finetune(_task_config(args), Path(args.model), args.run, args.seed,
+                     Path(args.base_images), Path(args.out), args.device)  # fmt: skip
+    print(_t2i_line(m))
 
 
 def cmd_sample(args) -> None:
@@ -110,8 +137,16 @@ def cmd_evaluate(args) -> None:
 def cmd_aggregate(args) -> None:
     from graftbench.tasks import unconditional, unconditional_inc
 
+    figures = [Path(f) for f in args.figure]
+    if args.task == "t2i":
+        from graftbench.tasks import t2i_aggregate
+
+        if len(figures) != 3:
+            raise ConfigError("--figure: t2i takes three: reward-vs-queries, pgraft-vs-N_I, samples")
+        t2i_aggregate.aggregate(Path(args.results), Path(args.table), figures, args.profile)
+        return
     module = {"unconditional": unconditional, "inc": unconditional_inc}[args.task]
-    module.aggregate(Path(args.results), Path(args.table), Path(args.figure), args.profile)
+    module.aggregate(Path(args.results), Path(args.table), figures[0], args.profile)
 
 
 def cmd_summary(args) -> None:
@@ -134,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         return v
 
     def task_args(v):
-        v.add_argument("--task", default="unconditional", choices=["unconditional"])
+        v.add_argument("--task", default="unconditional", choices=["unconditional", "t2i"])
         v.add_argument(
             "--config", required=True, help="task config: inline JSON or a JSON/YAML file"
         )
@@ -150,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True)
     v = verb("pretrain", cmd_pretrain, "pre-train the base model")
     task_args(v)
-    v.add_argument("--data", required=True)
+    v.add_argument("--data", help="prepare-data's folder (unconditional; t2i renders its own)")
     v.add_argument("--out", required=True)
     v.add_argument("--log")
     v = verb("sample", cmd_sample, "sample a model into a run folder")
@@ -173,6 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--noise", required=True, help="invert's --out")
     v.add_argument("--out", required=True, help="corrector .pt (a .json summary beside it)")
     v.add_argument("--log")
+    v = verb("evaluate-model", cmd_evaluate_model,
+             "t2i: evaluate the pre-trained model as fine-tuned ones are (the base run)")  # fmt: skip
+    task_args(v)
+    v.add_argument("--model", required=True, help="pretrain's --out")
+    v.add_argument("--seed", type=int, required=True)
+    v.add_argument("--out", required=True, help="run folder")
+    v.add_argument("--device", default="cpu")
+    v = verb("finetune", cmd_finetune, "t2i: fine-tune with one method, then evaluate")
+    task_args(v)
+    v.add_argument("--model", required=True, help="pretrain's --out")
+    v.add_argument("--run", required=True, help="graft, ddpo or pgraft<N_I>")
+    v.add_argument("--seed", type=int, required=True)
+    v.add_argument("--base-images", required=True, help="the base run's images.npz (drift)")
+    v.add_argument("--out", required=True, help="run folder")
+    v.add_argument("--device", default="cpu")
     v = verb(
         "evaluate", cmd_evaluate, "score any folder of PNG samples (FID against a reference folder)"
     )
@@ -185,11 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="eval.json to write")
     v.add_argument("--device", default="cpu")
     v = verb("aggregate", cmd_aggregate, "tables and figures of a task from its run records")
-    v.add_argument("--task", default="unconditional", choices=["unconditional", "inc"],
+    v.add_argument("--task", default="unconditional", choices=["unconditional", "inc", "t2i"],
                    help="inc: the inverse-noise-correction table of the unconditional task")  # fmt: skip
     v.add_argument("--results", required=True, help="results/{profile}/{task}")
     v.add_argument("--table", required=True, help="CSV to write (the .md goes beside it)")
-    v.add_argument("--figure", required=True)
+    v.add_argument("--figure", required=True, action="append",
+                   help="figure to write (t2i: three, reward-vs-queries, pgraft-vs-N_I, samples)")  # fmt: skip
     v.add_argument("--profile", required=True)
     v = verb("summary", cmd_summary, "print a profile's tables in the terminal")
     v.add_argument("--results", default="results", help="results root (config key `results`)")

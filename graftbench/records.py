@@ -60,6 +60,11 @@ def append_jsonl(path: str | Path, record: dict) -> None:
         f.write(line)
 
 
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Every line of a JSON-lines file, as dicts."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
 def write_jsonl_rows(path: str | Path, rows: list[dict]) -> None:
     """Write a whole JSON-lines file atomically (e.g. the conditions of a sample folder)."""
     text = "".join(json.dumps(r, sort_keys=True, default=_json_default) + "\n" for r in rows)

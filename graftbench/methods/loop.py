@@ -229,12 +229,15 @@ def _join_batches(parts: list[Trajectory]) -> Trajectory:
 
 
 def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *,
-        model_input: Callable[[Any], Any] | None = None, log: str | Path | None = None) -> list[dict]:  # fmt: skip
+        model_input: Callable[[Any], Any] | None = None, log: str | Path | None = None,
+        on_round: Callable[[dict], dict] | None = None) -> list[dict]:  # fmt: skip
     """Run rounds until `cfg.reward_budget` reward queries are spent; return the log rows.
 
     conditions: the training conditions, passed to the reward as they are (e.g. scenes.Prompt)
     and to `model.encode_condition` through `model_input` (e.g. `lambda p: p.text`).
     log: JSON-lines file that gets one row per round (`records.append_jsonl`).
+    on_round: called with each finished round's row; what it returns (e.g. a held-out score)
+    is merged into the row before it is logged.
     A row: round, reward_queries (so far), n_prompts, reward_mean/max/std (this round's
     training samples), sampler_nfe (network evaluations so far, a CFG pair counting as one),
     nfe_per_sample, sample_s, reward_s, train_s, elapsed_s, sample_flops and train_flops
@@ -282,6 +285,8 @@ def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *
                **{f"{k}_flops": c["flops"] for k, c in (("sample", sample_cost),
                                                         ("train", train_cost)) if "flops" in c},
                **stats}  # fmt: skip
+        if on_round:
+            row.update(on_round(row))
         rows.append(row)
         if log:
             records.append_jsonl(log, row)

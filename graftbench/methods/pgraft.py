@@ -117,7 +117,7 @@ class PGraft(Graft):
                              "them off would not give the base model; merge them first")  # fmt: skip
         super().__init__(model, cfg, dedup_key=dedup_key)
 
-    def _base_factory(self):
+    def base_factory(self):
         if self.base is not None:
             return self._factory(self.base)
         model, scale = self.model, self.cfg.loop.guidance_scale
@@ -138,7 +138,7 @@ class PGraft(Graft):
         """Stitched sampling: fine-tuned model for steps [0, N_I), base for [N_I, N); keeps
         the states x_{t_I} (index N_I) and x_0 (index N), each (batch, *sample_shape)."""
         n_i, n = self.cfg.intermediate_step, self.cfg.loop.num_steps
-        segments = [(self._factory(self.model), n_i), (self._base_factory(), None)]
+        segments = [(self._factory(self.model), n_i), (self.base_factory(), None)]
         return sample_segments(self.model, segments, self.scheduler, inputs, self.cfg.loop,
                                generator, keep={n_i, n})  # fmt: skip
 

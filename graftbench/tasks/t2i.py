@@ -1,0 +1,366 @@
+"""Compositional text-to-image: GRAFT, P-GRAFT and DDPO against the base at equal reward queries.
+
+Data flow (one function per workflow rule):
+    pretrain  -> model.pt (EMA weights + config), pretrain.jsonl
+    evaluate  -> base/seed{n}/: eval.json, metrics.json, images.npz, grid.png
+    finetune  -> {run}/seed{n}/: rounds.jsonl, model.pt, eval.json, metrics.json, images.npz,
+                 grid.png; run is graft, ddpo or pgraft{N_I}
+    aggregate -> tables/t2i.{csv,md}; figures t2i_reward_vs_queries.png, t2i_pgraft_vs_ni.png,
+                 t2i_samples.png
+
+Every method fine-tunes the same pre-trained model on the training prompts, spending the same
+number of verifier queries; all are evaluated by one sampler (deterministic DDIM, the same
+noise per seed for every method) on held-out prompts that fine-tuning never saw and on a
+subset of the training prompts (the "training reward", shown beside the held-out one so that
+reward hacking shows). P-GRAFT is evaluated the way it samples: fine-tuned model down to t_I,
+base after.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from graftbench import records
+from graftbench.config import ConfigError, InputError, to_dict
+from graftbench.methods.ddpo import DDPOConfig
+from graftbench.methods.graft import GraftConfig
+from graftbench.methods.pgraft import PGraftConfig
+from graftbench.models.text2image_config import Text2ImageConfig
+from graftbench.t2i.scenes import CATEGORIES, Prompt, SceneConfig, split_prompts
+from graftbench.t2i.verifier import VerifierConfig, verify
+from graftbench.train import TrainConfig
+
+# diffusers and transformers take ~8 s to import: the model and sampler modules are imported
+# inside the functions that need them, so aggregation starts fast.
+
+Method = Literal["base", "graft", "pgraft", "ddpo"]
+
+
+@dataclass
+class PGraftSweep(GraftConfig):
+    """P-GRAFT's settings, shared by every run of its N_I sweep."""
+
+    intermediate_steps: list[int] = field(default_factory=lambda: [3, 5, 7])  # N_I values,
+    # one run each: sampler state index of x_{t_I} (0 = pure noise, loop.num_steps = data)
+
+    def __post_init__(self):
+        super().__post_init__()
+        n = self.loop.num_steps
+        for n_i in self.intermediate_steps:
+            if not 1 <= n_i < n:
+                raise ConfigError(f"t2i.pgraft.intermediate_steps: {n_i} must lie in "
+                                  f"1..pgraft.loop.num_steps - 1 = {n - 1}")  # fmt: skip
+
+    def at(self, n_i: int) -> PGraftConfig:
+        common = {f.name: getattr(self, f.name) for f in dataclasses.fields(GraftConfig)}
+        return PGraftConfig(**common, intermediate_step=n_i)
+
+
+@dataclass
+class EvaluateConfig:
+    num_steps: int = 10  # DDIM steps of the evaluation sampler, every method alike
+    eta: float = 0.0  # 0: deterministic DDIM, so one noise gives comparable images across
+    # methods (drift is measured on them)
+    samples_per_prompt: int = 2  # images per prompt (diversity compares them)
+    n_train_prompts: int = 64  # training prompts scored for the training reward (a seeded
+    # draw from the training split)
+    batch_size: int = 64  # images per sampler call (memory, not maths)
+    curve_prompts: int = 32  # held-out prompts (one image each) scored after fine-tuning
+    # rounds, for the reward-against-queries curve
+    curve_every: int = 1  # rounds between curve points (the last round always gets one)
+    seed_offset: int = 1000  # evaluation noise seed = run seed + this (apart from training's)
+
+    def __post_init__(self):
+        for key in ("num_steps", "samples_per_prompt", "batch_size", "curve_prompts",
+                    "curve_every"):  # fmt: skip
+            if getattr(self, key) < 1:
+                raise ConfigError(f"t2i.evaluate.{key}: {getattr(self, key)} must be at least 1")
+        if self.n_train_prompts < 0 or self.eta < 0:
+            raise ConfigError("t2i.evaluate.n_train_prompts and t2i.evaluate.eta must be >= 0")
+
+
+@dataclass
+class T2IConfig:
+    methods: list[Method] = field(default_factory=lambda: ["base", "graft", "pgraft", "ddpo"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tuning + evaluation seeds
+    scenes: SceneConfig = field(default_factory=SceneConfig)  # grammar, split, renderer
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)  # the reward and metric
+    model: Text2ImageConfig = field(default_factory=Text2ImageConfig)  # the base model
+    pretrain: TrainConfig = field(default_factory=TrainConfig)  # its pre-training
+    graft: GraftConfig = field(default_factory=GraftConfig)  # loop.seed: replaced by the run's
+    pgraft: PGraftSweep = field(default_factory=PGraftSweep)
+    ddpo: DDPOConfig = field(default_factory=DDPOConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    def __post_init__(self):
+        if "base" not in self.methods:
+            raise ConfigError("t2i.methods: must include 'base' (improvement and drift are "
+                              "measured against it)")  # fmt: skip
+        tuned = [m for m in self.methods if m != "base"]
+        budgets = {m: getattr(self, m).loop.reward_budget for m in tuned}
+        if len(set(budgets.values())) > 1:
+            first, *rest = budgets.items()
+            other = next(kv for kv in rest if kv[1] != first[1])
+            raise ConfigError(
+                f"t2i.{other[0]}.loop.reward_budget: {other[1]} differs from "
+                f"t2i.{first[0]}.loop.reward_budget ({first[1]}); methods are compared at "
+                "equal reward queries"
+            )
+        if "pgraft" in self.methods and self.pgraft.loop.num_steps != self.evaluate.num_steps:
+            raise ConfigError(
+                f"t2i.pgraft.loop.num_steps: {self.pgraft.loop.num_steps} must equal "
+                f"t2i.evaluate.num_steps ({self.evaluate.num_steps}): P-GRAFT switches models "
+                "at a state index of that grid"
+            )
+
+    def runs(self) -> list[str]:
+        """Run names, in table order: base, graft, pgraft{N_I}..., ddpo."""
+        out = []
+        for m in self.methods:
+            if m == "pgraft":
+                out += [f"pgraft{n}" for n in self.pgraft.intermediate_steps]
+            else:
+                out.append(m)
+        return out
+
+
+# ---------------------------------------------------------------------------------- prompts
+
+
+def _subset(prompts: list[Prompt], n: int, seed: int) -> list[Prompt]:
+    """n prompts drawn without replacement (all if n >= len), in their original order."""
+    if n >= len(prompts):
+        return list(prompts)
+    idx = np.random.default_rng(seed).choice(len(prompts), n, replace=False)
+    return [prompts[i] for i in sorted(idx)]
+
+
+def eval_prompts(cfg: T2IConfig) -> dict[str, list[Prompt]]:
+    """The prompt sets every run is evaluated on: all held-out prompts, a training subset,
+    and the held-out subset of the reward-against-queries curve."""
+    split = split_prompts(cfg.scenes)
+    ev, seed = cfg.evaluate, cfg.scenes.split_seed
+    return {"heldout": split.heldout, "train": _subset(split.train, ev.n_train_prompts, seed),
+            "curve": _subset(split.heldout, ev.curve_prompts, seed + 1)}  # fmt: skip
+
+
+# --------------------------------------------------------------------------------- sampling
+
+
+def _factory(model, scale=None):
+    from graftbench.methods.loop import denoiser
+
+    return lambda inputs: denoiser(model, inputs, scale)
+
+
+@torch.no_grad()
+def sample_images(segments, model, prompts: list[Prompt], ev: EvaluateConfig,
+                  seed: int) -> np.ndarray:  # fmt: skip
+    """Images (n, H, W, 3) uint8 for `prompts` from the evaluation sampler; segments as in
+    `loop.sample_segments` (one for a plain model, two for P-GRAFT's stitching)."""
+    from graftbench.methods.loop import LoopConfig, sample_segments
+
+    device = next(model.network.parameters()).device
+    loop = LoopConfig(num_steps=ev.num_steps, eta=ev.eta, sample_batch=ev.batch_size)
+    g = torch.Generator(device=device).manual_seed(seed)
+    roll = sample_segments(model, segments, model.scheduler("ddim"), [p.text for p in prompts],
+                           loop, g, keep={ev.num_steps})  # fmt: skip
+    images = model.decode(roll.final)
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def score(images: np.ndarray, prompts: list[Prompt], cfg: VerifierConfig, name: str) -> dict:
+    """Verifier metrics of images against their prompts: {name}_reward (mean score),
+    {name}_accuracy (all statements hold) and {name}_acc_{category}."""
+    verdicts = [verify(img, p, cfg) for img, p in zip(images, prompts, strict=True)]
+    out = {f"{name}_reward": float(np.mean([v.score for v in verdicts])),
+           f"{name}_accuracy": float(np.mean([v.correct for v in verdicts]))}  # fmt: skip
+    for cat in CATEGORIES:
+        hits = [v.correct for v in verdicts if v.category == cat]
+        if hits:
+            out[f"{name}_acc_{cat}"] = float(np.mean(hits))
+    return out
+
+
+def diversity(images: np.ndarray, per_prompt: int) -> float:
+    """Mean pixel RMS distance (in [0, 1] units) between the images drawn for the same prompt,
+    over all pairs and prompts; images are grouped prompt-major. A model collapsing onto one
+    image per prompt scores 0. NaN with one image per prompt."""
+    if per_prompt < 2:
+        return float("nan")
+    x = images.reshape(-1, per_prompt, images[0].size).astype(np.float64) / 255
+    d = [np.sqrt(((x[:, i] - x[:, j]) ** 2).mean(1)) for i in range(per_prompt)
+         for j in range(i + 1, per_prompt)]  # fmt: skip
+    return float(np.mean(d))
+
+
+def evaluation(segments, model, cfg: T2IConfig, seed: int) -> tuple[dict, np.ndarray]:
+    """Held-out and training-prompt metrics plus diversity; returns them with the images
+    (held-out first, then training, each prompt-major with samples_per_prompt images)."""
+    ev, sets = cfg.evaluate, eval_prompts(cfg)
+    k = ev.samples_per_prompt
+    held = [p for p in sets["heldout"] for _ in range(k)]
+    train = [p for p in sets["train"] for _ in range(k)]
+    images = sample_images(segments, model, held + train, ev, seed + ev.seed_offset)
+    out = {**score(images[: len(held)], held, cfg.verifier, "heldout"),
+           **score(images[len(held):], train, cfg.verifier, "train"),
+           "diversity": diversity(images[: len(held)], k), "n_heldout_prompts": len(sets["heldout"]),
+           "n_train_prompts": len(sets["train"]), "samples_per_prompt": k}  # fmt: skip
+    return out, images
+
+
+def curve_point(segments, model, cfg: T2IConfig, seed: int) -> float:
+    """Mean verifier score on the curve's held-out subset, one image per prompt."""
+    prompts = eval_prompts(cfg)["curve"]
+    images = sample_images(segments, model, prompts, cfg.evaluate, seed + cfg.evaluate.seed_offset)
+    return score(images, prompts, cfg.verifier, "curve")["curve_reward"]
+
+
+def flops_per_call(model) -> int:
+    """FLOPs of one UNet evaluation for one sample (torch's counter; the text encoder runs
+    once per prompt, not per step, and is left out)."""
+    from graftbench.flops import count_flops
+
+    device = next(model.network.parameters()).device
+    x = torch.zeros((1, *model.sample_shape), device=device)
+    cond = model.encode_condition([""])
+    return count_flops(lambda: model.denoise(x, torch.zeros(1, dtype=torch.long, device=device), cond))
+
+
+def _guided(model) -> bool:
+    return model.cfg.guidance_scale != 1.0
+
+
+# ------------------------------------------------------------------------------------ verbs
+
+
+def pretrain(cfg: T2IConfig, out: Path, log: Path | None = None) -> None:
+    """Pre-train the base on rendered scenes of the training prompts only: held-out prompts
+    hold combinations the base never saw, so they test generalisation, not recall."""
+    from graftbench.models.text2image import Text2ImageAdapter
+    from graftbench.t2i.pretrain import pretrain_loss
+    from graftbench.train import fit
+
+    torch.manual_seed(cfg.pretrain.seed)
+    model = Text2ImageAdapter.from_config(cfg.model)
+    loss = pretrain_loss(model, split_prompts(cfg.scenes).train, cfg.pretrain.batch_size)
+    fit(model.network, loss, cfg.pretrain, out, to_dict(cfg), log)
+
+
+def _write_run(out: Path, metrics: dict, evaluation_: dict, images: np.ndarray, cfg: T2IConfig) -> None:  # fmt: skip
+    with records.atomic_path(out / "images.npz") as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, images=images)
+    n = len(eval_prompts(cfg)["heldout"]) * cfg.evaluate.samples_per_prompt
+    records.save_image_grid(out / "grid.png", images[: min(n, 32)],
+                            ncol=cfg.evaluate.samples_per_prompt * 4)  # fmt: skip
+    records.write_json(out / "config.json", to_dict(cfg))
+    records.write_json(out / "eval.json", evaluation_)
+    records.write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
+
+
+def evaluate_base(cfg: T2IConfig, model_path: Path, seed: int, out: Path, device: str = "cpu") -> dict:  # fmt: skip
+    """The pre-trained model, evaluated as every fine-tuned one is."""
+    from graftbench.models.text2image import Text2ImageAdapter
+
+    t0 = time.perf_counter()
+    model = Text2ImageAdapter.load(model_path, device)
+    segments = [(_factory(model), None)]
+    ev, images = evaluation(segments, model, cfg, seed)
+    ev["curve_reward"] = curve_point(segments, model, cfg, seed)
+    ev["drift"] = 0.0  # the reference the fine-tuned runs' drift is measured from
+    metrics = {"run": "base", "method": "base", "seed": seed, "reward_queries": 0,
+               "sampler_nfe": 0, "sampler_flops": 0, "train_flops": 0, "flops_per_call": flops_per_call(model),
+               "wall_s": time.perf_counter() - t0, "versions": records.versions()}  # fmt: skip
+    _write_run(out, metrics, ev, images, cfg)
+    return {**metrics, **ev}
+
+
+def build_method(cfg: T2IConfig, run: str, model, seed: int):
+    """The fine-tuning method of a run name (graft, ddpo, pgraft{N_I}) on `model`, its loop
+    seeded with the run's seed."""
+    from graftbench.methods.ddpo import DDPO
+    from graftbench.methods.graft import Graft
+    from graftbench.methods.pgraft import PGraft
+
+    if run == "graft":
+        cls, mcfg = Graft, cfg.graft
+    elif run == "ddpo":
+        cls, mcfg = DDPO, cfg.ddpo
+    elif run.startswith("pgraft") and run[6:].isdigit():
+        if int(run[6:]) not in cfg.pgraft.intermediate_steps:
+            raise ConfigError(f"{run}: N_I {run[6:]} is not in t2i.pgraft.intermediate_steps "
+                              f"{cfg.pgraft.intermediate_steps}")  # fmt: skip
+        cls, mcfg = PGraft, cfg.pgraft.at(int(run[6:]))
+    else:
+        raise ConfigError(f"--run: {run!r}; choose graft, ddpo or pgraft<N_I>")
+    mcfg = dataclasses.replace(mcfg, loop=dataclasses.replace(mcfg.loop, seed=seed))
+    torch.manual_seed(seed)  # LoRA's initial A matrices
+    return cls(model, mcfg)
+
+
+def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images: Path,
+             out: Path, device: str = "cpu") -> dict:  # fmt: skip
+    """Fine-tune the pre-trained model with one method on the training prompts until the
+    reward budget is spent, recording a held-out curve point every `evaluate.curve_every`
+    rounds; then evaluate it, and its drift from the base on the same evaluation noise."""
+    from graftbench.methods.loop import image_reward
+    from graftbench.methods.loop import run as run_loop
+    from graftbench.methods.pgraft import PGraft
+    from graftbench.models.text2image import Text2ImageAdapter
+    from graftbench.t2i.verifier import verifier_reward
+
+    t0 = time.perf_counter()
+    model = Text2ImageAdapter.load(model_path, device)
+    method = build_method(cfg, run, model, seed)
+    pgraft = isinstance(method, PGraft)
+    n_i = method.cfg.intermediate_step if pgraft else None
+    segments = [(_factory(model), n_i), (method.base_factory(), None)] if pgraft else \
+        [(_factory(model), None)]  # fmt: skip
+    loop, every = method.cfg.loop, cfg.evaluate.curve_every
+
+    def on_round(row: dict) -> dict:
+        last = row["reward_queries"] == loop.reward_budget
+        if last or (row["round"] + 1) % every == 0:
+            return {"curve_reward": curve_point(segments, model, cfg, seed)}
+        return {}
+
+    log = out / "rounds.jsonl"
+    log.unlink(missing_ok=True)  # a rerun starts over: the loop replays the same rounds
+    split = split_prompts(cfg.scenes)
+    rows = run_loop(method, split.train, image_reward(verifier_reward(cfg.verifier)), loop,
+                    model_input=lambda p: p.text, log=log, on_round=on_round)  # fmt: skip
+    train_s = time.perf_counter() - t0
+    ev, images = evaluation(segments, model, cfg, seed)
+    base = np.load(base_images)["images"]
+    if base.shape != images.shape:
+        raise InputError(f"{base_images}: base images {base.shape} do not match this run's "
+                         f"{images.shape}; rerun the base evaluation")  # fmt: skip
+    ev["drift"] = float(np.sqrt(((images / 255 - base / 255) ** 2).mean()))
+    ev["curve_reward"] = rows[-1]["curve_reward"]
+    f_call = flops_per_call(model)
+    calls = 2 if _guided(model) else 1  # a guided evaluation is a conditional/unconditional pair
+    train_calls = calls if run == "ddpo" else 1  # DDPO differentiates the guided sampler
+    examples = sum(r.get("train_examples", 0) for r in rows)
+    metrics = {
+        "run": run, "method": run.rstrip("0123456789"), "seed": seed, "intermediate_step": n_i,
+        "t_intermediate": rows[-1].get("t_intermediate"),
+        "reward_queries": rows[-1]["reward_queries"], "rounds": len(rows),
+        "sampler_nfe": rows[-1]["sampler_nfe"], "flops_per_call": f_call,
+        "sampler_flops": rows[-1]["sampler_nfe"] * calls * f_call,
+        # forward + backward ~ 3 forwards (the usual estimate: backward costs two)
+        "train_flops": 3 * examples * train_calls * f_call, "train_examples": examples,
+        "loop_reward_first": rows[0]["reward_mean"], "loop_reward_last": rows[-1]["reward_mean"],
+        "sample_s": sum(r["sample_s"] for r in rows), "train_s": sum(r["train_s"] for r in rows),
+        "finetune_s": train_s, "wall_s": time.perf_counter() - t0,
+        "versions": records.versions(),
+    }  # fmt: skip
+    model.save(out / "model.pt", to_dict(cfg))
+    _write_run(out, metrics, ev, images, cfg)
+    return {**metrics, **ev}

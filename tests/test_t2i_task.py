@@ -1,0 +1,126 @@
+"""The text-to-image task: its config rules, evaluation metrics and run naming, and the verbs
+on a tiny model (the whole branch runs in the smoke workflow test)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from graftbench.__main__ import main
+from graftbench.config import ConfigError, parse, to_dict
+from graftbench.spec import resolve
+from graftbench.t2i.scenes import render, sample_scene
+from graftbench.t2i.verifier import VerifierConfig
+from graftbench.tasks.t2i import T2IConfig, diversity, eval_prompts, score
+from tests.conftest import workflow_config
+
+
+def smoke() -> dict:
+    return to_dict(resolve(workflow_config("smoke"), "t2i"))
+
+
+def with_change(change) -> dict:
+    cfg = smoke()
+    change(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c["ddpo"]["loop"].update(reward_budget=64),
+         r"t2i.ddpo.loop.reward_budget: 64 differs from t2i.graft.loop.reward_budget \(32\)"),
+        (lambda c: c["evaluate"].update(num_steps=6),
+         r"t2i.pgraft.loop.num_steps: 4 must equal t2i.evaluate.num_steps \(6\)"),
+        (lambda c: c.update(methods=["graft"]), r"t2i.methods: must include 'base'"),
+        (lambda c: c["pgraft"].update(intermediate_steps=[2, 4]),
+         r"t2i.pgraft.intermediate_steps: 4 must lie in 1..pgraft.loop.num_steps - 1 = 3"),
+        (lambda c: c.update(methods=["base", "rlhf"]), r"t2i.methods\[1\]: 'rlhf'"),
+        (lambda c: c["evaluate"].update(curve_every=0), r"t2i.evaluate.curve_every: 0"),
+    ],
+)  # fmt: skip
+def test_config_rules_name_the_key(change, message):
+    with pytest.raises(ConfigError, match=message):
+        parse(T2IConfig, with_change(change), "t2i")
+
+
+def test_unequal_budgets_are_allowed_when_the_method_is_off():
+    cfg = with_change(lambda c: (c["ddpo"]["loop"].update(reward_budget=64),
+                                 c.update(methods=["base", "graft", "pgraft"])))  # fmt: skip
+    assert parse(T2IConfig, cfg, "t2i").runs() == ["base", "graft", "pgraft2"]
+
+
+def test_runs_in_table_order():
+    cfg = with_change(lambda c: (c.update(methods=["ddpo", "base", "pgraft"]),
+                                 c["pgraft"].update(intermediate_steps=[3, 1])))  # fmt: skip
+    assert parse(T2IConfig, cfg, "t2i").runs() == ["ddpo", "base", "pgraft3", "pgraft1"]
+
+
+def test_diversity_is_the_mean_pixel_rms_between_a_prompts_images():
+    a = np.zeros((2, 4, 4, 3), np.uint8)  # prompt 1: two identical images -> 0
+    b = np.stack([np.zeros((4, 4, 3)), np.full((4, 4, 3), 51)]).astype(np.uint8)  # RMS 0.2
+    assert diversity(np.concatenate([a, b]), 2) == pytest.approx(0.1)
+    three = np.stack([np.full((4, 4, 3), v) for v in (0, 51, 102)]).astype(np.uint8)
+    assert diversity(three, 3) == pytest.approx((0.2 + 0.4 + 0.2) / 3)
+    assert np.isnan(diversity(three, 1))
+
+
+def test_score_is_per_category_and_perfect_on_clean_renders():
+    cfg = parse(T2IConfig, smoke(), "t2i")
+    prompts = eval_prompts(cfg)["heldout"]
+    rng = np.random.default_rng(0)
+    images = np.stack([render(sample_scene(p, rng), 32) for p in prompts])
+    s = score(images, prompts, VerifierConfig(), "heldout")
+    assert s["heldout_reward"] == 1.0 and s["heldout_accuracy"] == 1.0
+    cats = {p.category for p in prompts}
+    assert {k for k in s if "_acc_" in k} == {f"heldout_acc_{c}" for c in cats}
+    blank = score(np.zeros_like(images), prompts, VerifierConfig(), "x")
+    assert blank["x_reward"] == 0.0 and all(blank[f"x_acc_{c}"] == 0.0 for c in cats)
+
+
+def test_evaluation_prompts_are_fixed_and_held_out_apart_from_training():
+    cfg = parse(T2IConfig, smoke(), "t2i")
+    sets, again = eval_prompts(cfg), eval_prompts(copy.deepcopy(cfg))
+    assert sets == again
+    assert not {p.text for p in sets["heldout"]} & {p.text for p in sets["train"]}
+    assert {p.text for p in sets["curve"]} <= {p.text for p in sets["heldout"]}
+    assert len(sets["train"]) == cfg.evaluate.n_train_prompts
+    assert len(sets["curve"]) == min(cfg.evaluate.curve_prompts, len(sets["heldout"]))
+
+
+def test_verbs_pretrain_evaluate_finetune_on_a_tiny_model(tmp_path, capsys):
+    """The three t2i verbs chained as the workflow chains them; the fine-tuned model moved
+    from the base, the reward budget was spent exactly, and the records say what ran."""
+    from graftbench import records
+
+    torch.set_num_threads(1)
+    cfg = smoke()
+    cfg["pretrain"].update(steps=4, checkpoint_every=2, warmup=1)
+    cfg["scenes"].update(n_train_per_category=2, n_heldout_per_category=2)
+    cfg["evaluate"].update(n_train_prompts=2, curve_prompts=2)
+    (tmp_path / "cfg.json").write_text(__import__("json").dumps(cfg))
+    common = ["--task", "t2i", "--config", str(tmp_path / "cfg.json")]
+    model = str(tmp_path / "model.pt")
+    assert main(["pretrain", *common, "--out", model]) == 0
+    assert main(["evaluate-model", *common, "--model", model, "--seed", "0",
+                 "--out", str(tmp_path / "base")]) == 0  # fmt: skip
+    base_images = str(tmp_path / "base/images.npz")
+    assert main(["finetune", *common, "--model", model, "--run", "pgraft2", "--seed", "0",
+                 "--base-images", base_images, "--out", str(tmp_path / "pg")]) == 0  # fmt: skip
+    m = records.read_json(tmp_path / "pg/metrics.json")
+    ev = records.read_json(tmp_path / "pg/eval.json")
+    rounds = records.read_jsonl(tmp_path / "pg/rounds.jsonl")
+    assert m["reward_queries"] == cfg["pgraft"]["loop"]["reward_budget"] == 32
+    assert [r["reward_queries"] for r in rounds] == [16, 32]
+    assert all("curve_reward" in r for r in rounds)  # curve_every = 1
+    assert m["intermediate_step"] == 2 and 0 < m["t_intermediate"] < 999
+    assert m["sampler_nfe"] == 32 * cfg["pgraft"]["loop"]["num_steps"]
+    assert ev["drift"] > 0 and "torch" in m["versions"]
+    assert "pgraft2 seed 0: held-out reward" in capsys.readouterr().out
+    # a run name outside the sweep is a config error, reported in one line
+    assert main(["finetune", *common, "--model", model, "--run", "pgraft3", "--seed", "0",
+                 "--base-images", base_images, "--out", str(tmp_path / "x")]) == 2  # fmt: skip
+    assert "pgraft3: N_I 3 is not in t2i.pgraft.intermediate_steps" in capsys.readouterr().err
