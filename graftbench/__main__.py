@@ -142,7 +142,9 @@ def cmd_aggregate(args) -> None:
         from graftbench.tasks import t2i_aggregate
 
         if len(figures) != 3:
-            raise ConfigError("--figure: t2i takes three: reward-vs-queries, pgraft-vs-N_I, samples")
+            raise ConfigError(
+                "--figure: t2i takes three: reward-vs-queries, pgraft-vs-N_I, samples"
+            )
         t2i_aggregate.aggregate(Path(args.results), Path(args.table), figures, args.profile)
         return
     module = {"unconditional": unconditional, "inc": unconditional_inc}[args.task]

@@ -231,7 +231,9 @@ def flops_per_call(model) -> int:
     device = next(model.network.parameters()).device
     x = torch.zeros((1, *model.sample_shape), device=device)
     cond = model.encode_condition([""])
-    return count_flops(lambda: model.denoise(x, torch.zeros(1, dtype=torch.long, device=device), cond))
+    return count_flops(
+        lambda: model.denoise(x, torch.zeros(1, dtype=torch.long, device=device), cond)
+    )
 
 
 def _guided(model) -> bool:

@@ -34,7 +34,7 @@ VALUES = [
 def _order(run: str) -> tuple:
     method = run.rstrip("0123456789")
     rank = {"base": 0, "graft": 1, "pgraft": 2, "ddpo": 3}.get(method, 4)
-    return rank, int(run[len(method):] or 0), run
+    return rank, int(run[len(method) :] or 0), run
 
 
 def load_runs(task_dir: Path) -> pd.DataFrame:
@@ -160,8 +160,8 @@ def plot_pgraft_vs_ni(runs: pd.DataFrame, path: Path) -> None:
 
 def plot_samples(task_dir: Path, runs: pd.DataFrame, path: Path, n_prompts: int = 8) -> None:
     """One row per run (its first seed), the first image of the first n held-out prompts."""
-    from graftbench.tasks.t2i import T2IConfig, eval_prompts
     from graftbench.config import parse
+    from graftbench.tasks.t2i import T2IConfig, eval_prompts
 
     plt = _plt()
     names = sorted(runs["run"].unique(), key=_order)
