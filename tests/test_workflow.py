@@ -70,6 +70,19 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
         assert r["nfe_mean"] == r["steps"] + r["corrector_steps"]
     assert (wf / "results/smoke/figures/inc_fid_vs_flops.png").stat().st_size > 1000
     assert "paper anchor" in (tables / "inc.md").read_text()
+    # text-to-image: every run of every method, at equal reward queries, with the figures
+    t2i = pd.read_csv(tables / "t2i.csv")
+    t2i_smoke = yaml.safe_load((wf / "tasks/t2i.yaml").read_text())["t2i"]["profiles"]["smoke"]
+    n_i = t2i_smoke["pgraft"]["intermediate_steps"]
+    assert list(t2i["run"]) == ["base", "graft", *[f"pgraft{n}" for n in n_i], "ddpo"]
+    assert (t2i["n_seeds"] == len(t2i_smoke["seeds"])).all()
+    tuned = t2i[t2i["run"] != "base"]
+    assert (tuned["reward_queries_mean"] == t2i_smoke["graft"]["loop"]["reward_budget"]).all()
+    assert (tuned["sampler_nfe_mean"] > 0).all() and (tuned["train_flops_mean"] > 0).all()
+    assert t2i["heldout_reward_mean"].between(0, 1).all() and t2i["diversity_mean"].notna().all()
+    for name in ("t2i_reward_vs_queries", "t2i_pgraft_vs_ni", "t2i_samples"):
+        assert (wf / f"results/smoke/figures/{name}.png").stat().st_size > 1000
+    assert "P-GRAFT +8.81%" in (tables / "t2i.md").read_text()
     # a second run has nothing to do
     again = snakemake(wf, "--profile", "profiles/smoke", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -90,6 +103,7 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     html = (wf / "report.html").read_text(errors="replace")
     assert "unconditional_fid_vs_flops.png" in html and "unconditional.csv" in html
     assert "inc_fid_vs_flops.png" in html and "inc.csv" in html
+    assert "t2i_samples.png" in html and "t2i.csv" in html
     assert_report_renders(wf / "report.html", tmp_path / "chromium")
     # and the summary verb prints the tables in the terminal
     summary = subprocess.run([sys.executable, "-m", "graftbench", "summary", "--results",
@@ -123,7 +137,8 @@ CHROMIUM_FLAGS = [
     "--virtual-time-budget=5000",
 ]  # fmt: skip
 EXPECTED_RESULTS = ["unconditional.csv", "unconditional_fid_vs_flops.png", "inc.csv",
-                    "inc_fid_vs_flops.png"]  # fmt: skip
+                    "inc_fid_vs_flops.png", "t2i.csv", "t2i_reward_vs_queries.png",
+                    "t2i_pgraft_vs_ni.png", "t2i_samples.png"]  # fmt: skip
 
 
 def assert_report_renders(report: Path, scratch: Path) -> None:
@@ -262,5 +277,5 @@ def test_killed_run_resumes_to_the_same_table(tmp_path):
         df = pd.read_csv(root / f"results/smoke/tables/{name}.csv")
         return df.drop(columns=[c for c in df.columns if c.startswith("wall_s")])
 
-    for name in ("unconditional", "inc"):
+    for name in ("unconditional", "inc", "t2i"):
         pd.testing.assert_frame_equal(table(wf, name), table(plain, name))

@@ -64,7 +64,7 @@ def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
         f"profile: {profile}; every fine-tuning run spends {budget} verifier queries on the "
         "training prompts; base = the pre-trained model",
         f"held-out: {int(first['n_heldout_prompts'])} prompts whose (colour, shape) or colour-"
-        f"pair combinations fine-tuning and pre-training never saw, {int(first['samples_per_prompt'])}"
+        f"pair combinations fine-tuning never saw (pre-training saw every prompt), {int(first['samples_per_prompt'])}"
         f" images each; train_reward: {int(first['n_train_prompts'])} training prompts (the "
         "prompts fine-tuning optimised: compare it with heldout_reward for reward hacking)",
         "reward: the programmatic verifier's score (fraction of the prompt's statements that "
