@@ -20,7 +20,10 @@ def _load_config(text: str) -> dict:
     """--config takes inline JSON or a path to a JSON/YAML file."""
     if text.lstrip().startswith("{"):
         return json.loads(text)
-    return yaml.safe_load(Path(text).read_text())
+    path = Path(text)
+    if path.suffix == ".json":  # YAML 1.1 would read JSON's 5e-05 as a string
+        return json.loads(path.read_text())
+    return yaml.safe_load(path.read_text())
 
 
 def _task_config(args):

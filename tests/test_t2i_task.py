@@ -124,3 +124,15 @@ def test_verbs_pretrain_evaluate_finetune_on_a_tiny_model(tmp_path, capsys):
     assert main(["finetune", *common, "--model", model, "--run", "pgraft3", "--seed", "0",
                  "--base-images", base_images, "--out", str(tmp_path / "x")]) == 2  # fmt: skip
     assert "pgraft3: N_I 3 is not in t2i.pgraft.intermediate_steps" in capsys.readouterr().err
+
+
+def test_a_json_config_file_keeps_small_floats(tmp_path):
+    """json.dumps writes 5e-05, which YAML 1.1 reads as a string; --config files ending in
+    .json are read as JSON (the workflow's resolved configs are)."""
+    from graftbench.__main__ import _load_config
+
+    cfg = with_change(lambda c: c["graft"]["optim"].update(lr=0.00005))
+    path = tmp_path / "config.json"
+    path.write_text(__import__("json").dumps(cfg))
+    assert "5e-05" in path.read_text()
+    assert parse(T2IConfig, _load_config(str(path)), "t2i").graft.optim.lr == 5e-05
