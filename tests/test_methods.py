@@ -174,6 +174,16 @@ def test_the_loop_stops_exactly_at_the_budget(base):
     nan.model.denoise = lambda x, t, cond: torch.full_like(x, float("nan"))
     with pytest.raises(FloatingPointError, match="non-finite"):
         run(nan, [0, 1], spy, loop)
+
+    def half_nan(x, conds):
+        r = reward(x, conds)
+        r[len(r) // 2 :] = float("nan")
+        return r
+
+    bad = Graft(copy.deepcopy(base), GraftConfig(loop=loop, optim=FULL))
+    with pytest.raises(FloatingPointError, match=r"round 0: the reward returned 16 non-finite "
+                       r"values of 32 \(the first, nan, for sample 16, condition [01]\)"):  # fmt: skip
+        run(bad, [0, 1], half_nan, loop)
     counter = RewardCounter(reward, 10)
     counter(torch.zeros(8, 2), [0] * 8)
     with pytest.raises(RuntimeError, match="budget"):

@@ -272,6 +272,13 @@ def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *
         tr = time.perf_counter()
         rewards = counter(roll.decoded, conds)
         reward_s = time.perf_counter() - tr
+        if not (finite := torch.isfinite(rewards)).all():
+            i = int((~finite).nonzero()[0])
+            raise FloatingPointError(
+                f"round {len(rows)}: the reward returned {int((~finite).sum())} non-finite "
+                f"values of {len(rewards)} (the first, {rewards[i].item()}, for sample {i}, "
+                f"condition {conds[i]!r}); a reward must score every sample (0 for invalid ones)"
+            )
         with _cost(cfg.count_flops) as train_cost:
             stats = method.update(roll, rewards.view(groups, m), g)
         nfe += roll.nfe * len(conds)
