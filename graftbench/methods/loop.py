@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
 
 from graftbench import records
 from graftbench.config import ConfigError
@@ -251,6 +252,9 @@ def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *
     # sample_diffusion draws step noise on the states' device, so its generator lives there
     g_sample = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     counter, order, rows, nfe, t0 = RewardCounter(reward, cfg.reward_budget), [], [], 0, time.time()
+    # quiet when not on a terminal (disable=None), as in train.fit
+    bar = tqdm(total=cfg.reward_budget, desc="fine-tune (reward queries)", mininterval=5,
+               disable=None)  # fmt: skip
     while counter.remaining:
         groups = min(cfg.prompts_per_round, counter.remaining // m)
         picked = []
@@ -282,11 +286,9 @@ def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *
         with _cost(cfg.count_flops) as train_cost:
             stats = method.update(roll, rewards.view(groups, m), g)
         nfe += roll.nfe * len(conds)
-        ok = rewards[torch.isfinite(rewards)]
         row = {"round": len(rows), "reward_queries": counter.queries, "n_prompts": groups,
-               "reward_mean": ok.mean().item() if len(ok) else float("nan"),
-               "reward_max": ok.max().item() if len(ok) else float("nan"),
-               "reward_std": ok.std(correction=0).item() if len(ok) else float("nan"),
+               "reward_mean": rewards.mean().item(), "reward_max": rewards.max().item(),
+               "reward_std": rewards.std(correction=0).item(),
                "sampler_nfe": nfe, "nfe_per_sample": roll.nfe, "sample_s": sample_cost["s"],
                "reward_s": reward_s, "train_s": train_cost["s"], "elapsed_s": time.time() - t0,
                **{f"{k}_flops": c["flops"] for k, c in (("sample", sample_cost),
@@ -297,6 +299,9 @@ def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *
         rows.append(row)
         if log:
             records.append_jsonl(log, row)
+        bar.update(len(conds))
+        bar.set_postfix(reward=f"{row['reward_mean']:.3f}", refresh=False)
+    bar.close()
     return rows
 
 
