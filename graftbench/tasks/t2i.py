@@ -282,7 +282,8 @@ def evaluate_base(cfg: T2IConfig, model_path: Path, seed: int, out: Path, device
     ev["drift"] = 0.0  # the reference the fine-tuned runs' drift is measured from
     metrics = {"run": "base", "method": "base", "seed": seed, "reward_queries": 0,
                "sampler_nfe": 0, "sampler_flops": 0, "train_flops": 0, "flops_per_call": flops_per_call(model),
-               "wall_s": time.perf_counter() - t0, "versions": records.versions()}  # fmt: skip
+               "wall_s": time.perf_counter() - t0, "device": device,
+               "versions": records.versions()}  # fmt: skip
     _write_run(out, metrics, ev, images, cfg)
     return {**metrics, **ev}
 
@@ -363,7 +364,7 @@ def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images:
         "train_flops": 3 * examples * train_calls * f_call, "train_examples": examples,
         "loop_reward_first": rows[0]["reward_mean"], "loop_reward_last": rows[-1]["reward_mean"],
         "sample_s": sum(r["sample_s"] for r in rows), "train_s": sum(r["train_s"] for r in rows),
-        "finetune_s": train_s, "wall_s": time.perf_counter() - t0,
+        "finetune_s": train_s, "wall_s": time.perf_counter() - t0, "device": device,
         "versions": records.versions(),
     }  # fmt: skip
     model.save(out / "model.pt", to_dict(cfg))
