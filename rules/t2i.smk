@@ -74,7 +74,12 @@ if "t2i" in SUITE.tasks:
                 "t2i",
                 *T2I_EVAL,
                 *(
-                    ["pgraft.loop", "pgraft.selection", "pgraft.optim", "pgraft.epochs"]
+                    [
+                        "pgraft.loop",
+                        "pgraft.selection",
+                        "pgraft.optim",
+                        "pgraft.epochs",
+                    ]
                     if w.run.startswith("pgraft")
                     else [w.run]
                 ),
@@ -127,7 +132,8 @@ if "t2i" in SUITE.tasks:
         params:
             py=PY,
             profile=SUITE.profile,
-            results=T2I,
+            # the task folder: {T2I}/{run}/seed{n}/metrics.json -> {T2I}
+            results=lambda w, input: str(Path(input[0]).parents[2]),
         shell:
             "{params.py} -m graftbench aggregate --task t2i --results {params.results}"
             " --profile {params.profile} --table {output.table} --figure {output.curve}"
