@@ -131,14 +131,13 @@ class DDPO:
                                self.cfg.loop, generator, keep=None)  # fmt: skip
 
     def advantages(self, inputs: list, rewards: torch.Tensor) -> torch.Tensor:
-        """rewards (batch,) -> clipped advantages (batch,); a non-finite reward gets 0."""
-        ok = torch.isfinite(rewards)
-        r = torch.where(ok, rewards, rewards[ok].mean() if ok.any() else 0.0)
+        """rewards (batch,), finite (loop.run stops on a non-finite one) -> clipped
+        advantages (batch,)."""
         if self.cfg.advantage == "per_prompt":
-            adv = self.tracker.advantages([_hashable(k) for k in inputs], r)
+            adv = self.tracker.advantages([_hashable(k) for k in inputs], rewards)
         else:
-            adv = (r - r.mean()) / (r.std(correction=0) + 1e-6)
-        return torch.where(ok, adv, 0.0).clamp(-self.cfg.adv_clip_max, self.cfg.adv_clip_max)
+            adv = (rewards - rewards.mean()) / (rewards.std(correction=0) + 1e-6)
+        return adv.clamp(-self.cfg.adv_clip_max, self.cfg.adv_clip_max)
 
     def update(self, rollout: Rollout, rewards: torch.Tensor, generator: torch.Generator) -> dict:
         """inner_epochs of PPO over the round's trajectories: per minibatch of trajectories,

@@ -109,8 +109,7 @@ class Graft:
         data, loss_fn, extra = self.training_data(rollout)
         stats = self.train_on(data[idx.to(data.device)], [rollout.inputs[i] for i in idx.tolist()],
                               loss_fn, generator)  # fmt: skip
-        accepted = rewards.flatten()[idx]
-        accepted = accepted[torch.isfinite(accepted)]
+        accepted = rewards.flatten()[idx]  # finite: loop.run stops on a non-finite reward
         return {"n_accepted": len(idx),
                 "accepted_reward_mean": accepted.mean().item() if len(accepted) else float("nan"),
                 **extra, **stats}  # fmt: skip
