@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
-from graftbench.sampling.diffusion import posterior_std, sample_diffusion
+from graftbench.sampling.diffusion import gaussian_log_prob, posterior_std, sample_diffusion
 from graftbench.sampling.flow import solve_flow
 
 SHAPE = (3, 2, 4)  # (batch, ...): tiny, so every test runs in milliseconds
@@ -140,6 +140,18 @@ def test_ddpm_log_probs_match_gaussian_density(spacing):
     assert expected.shape == (SHAPE[0], NUM_STEPS - 1)
     assert traj.log_probs.shape == expected.shape
     torch.testing.assert_close(traj.log_probs.double(), expected, rtol=1e-4, atol=1e-3)
+
+
+def test_gaussian_log_prob_resolves_image_sized_sums():
+    """A 3x32x32 step with a small std sums to ~2e4; PPO needs differences of ~1e-4 in it,
+    below float32's resolution there (2^-10). Against float64 torch.distributions."""
+    g = _gen(0)
+    mean = torch.randn(4, 3, 32, 32, generator=g)
+    x = mean + 1e-3 * torch.randn(4, 3, 32, 32, generator=g)
+    got = gaussian_log_prob(x, mean, 1e-3)
+    assert got.dtype == torch.float64 and got.abs().min() > 1.5e4
+    want = torch.distributions.Normal(mean.double(), 1e-3).log_prob(x.double()).flatten(1).sum(1)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-7)
 
 
 def test_ddim_eta1_std_is_ddpm_posterior_std():

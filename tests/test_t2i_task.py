@@ -14,7 +14,7 @@ from graftbench.config import ConfigError, parse, to_dict
 from graftbench.spec import resolve
 from graftbench.t2i.scenes import render, sample_scene
 from graftbench.t2i.verifier import VerifierConfig
-from graftbench.tasks.t2i import T2IConfig, diversity, eval_prompts, score
+from graftbench.tasks.t2i import T2IConfig, diversity, eval_prompts, finetune_prompts, score
 from tests.conftest import workflow_config
 
 
@@ -87,7 +87,7 @@ def test_evaluation_prompts_are_fixed_and_held_out_apart_from_training():
     assert sets == again
     assert not {p.text for p in sets["heldout"]} & {p.text for p in sets["train"]}
     assert {p.text for p in sets["curve"]} <= {p.text for p in sets["heldout"]}
-    assert len(sets["train"]) == cfg.evaluate.n_train_prompts
+    assert sets["train"] == finetune_prompts(cfg) and len(sets["train"]) == cfg.finetune_prompts
     assert len(sets["curve"]) == min(cfg.evaluate.curve_prompts, len(sets["heldout"]))
 
 
@@ -100,7 +100,8 @@ def test_verbs_pretrain_evaluate_finetune_on_a_tiny_model(tmp_path, capsys):
     cfg = smoke()
     cfg["pretrain"].update(steps=4, checkpoint_every=2, warmup=1)
     cfg["scenes"].update(n_train_per_category=2, n_heldout_per_category=2)
-    cfg["evaluate"].update(n_train_prompts=2, curve_prompts=2)
+    cfg["evaluate"].update(curve_prompts=2)
+    cfg["finetune_prompts"] = 2
     (tmp_path / "cfg.json").write_text(__import__("json").dumps(cfg))
     common = ["--task", "t2i", "--config", str(tmp_path / "cfg.json")]
     model = str(tmp_path / "model.pt")

@@ -6,7 +6,9 @@ DDIM (eta = 1). With an advantage A per trajectory, normalised per prompt, DDPO 
 PPO-clipped surrogate (Black et al. eq. 4 with Schulman et al. 2017's clip):
     L = -E_i min(rho_i A, clip(rho_i, 1 - eps, 1 + eps) A),
     rho_i = pi_theta(x_{i+1} | x_i, c) / pi_old(x_{i+1} | x_i, c),
-over the recorded transitions, for several inner epochs per batch of trajectories.
+over the recorded transitions, for several inner epochs per batch of trajectories. As in
+ddpo-pytorch, log rho is by default taken per element of the state (the log density ratio
+divided by the state's size, `log_prob: mean`); `log_prob: sum` uses the exact ratio.
 
 Adapted from kvablack/ddpo-pytorch (ddpo_pytorch/train.py, stat_tracking.py,
 diffusers_patch/ddim_with_logprob.py). Differences: the step's log-density reuses the
@@ -49,6 +51,10 @@ class DDPOConfig:
     # lr; batch_size = trajectories per optimiser step (gradients summed over their steps)
     inner_epochs: int = 1  # PPO passes over each batch of trajectories
     clip_range: float = 1e-4  # PPO's eps on the importance ratio (ddpo-pytorch's default)
+    log_prob: Literal["mean", "sum"] = "mean"  # the ratio's log-probs: "mean" over the state's
+    # elements (ddpo-pytorch's convention, which its clip range and learning rates assume),
+    # or "sum", the exact density ratio, whose log grows with the state's size (3x32x32:
+    # one optimiser step moves it beyond 1e-3)
     adv_clip_max: float = 5.0  # advantages are clipped to [-adv_clip_max, adv_clip_max]
     timestep_fraction: float = 1.0  # share of each trajectory's stochastic steps trained
     advantage: Literal["per_prompt", "batch"] = "per_prompt"  # normalise rewards by running
@@ -145,7 +151,9 @@ class DDPO:
         cfg, traj = self.cfg, rollout.trajectory
         device = traj.sample.device
         adv = self.advantages(rollout.inputs, rewards.flatten()).to(device)
-        old = traj.log_probs  # (batch, n_stochastic), recorded by the sampler
+        # (batch, n_stochastic), recorded by the sampler; per element for "mean"
+        scale = 1.0 / traj.sample[0].numel() if cfg.log_prob == "mean" else 1.0
+        old = traj.log_probs * scale
         steps = traj.stochastic_steps
         n_train = max(1, math.ceil(cfg.timestep_fraction * len(steps)))
         self.scheduler.set_timesteps(cfg.loop.num_steps, device=device)  # as when sampled
@@ -163,8 +171,8 @@ class DDPO:
                     i = steps[j]
                     x, t = traj.states[i][b], traj.timesteps[i]
                     out = (den or self._denoiser(inputs, True))(x, t.expand(len(b)))
-                    lp = transition_log_prob(self.scheduler, out, t, x, traj.states[i + 1][b],
-                                             cfg.loop.eta)  # fmt: skip
+                    lp = scale * transition_log_prob(self.scheduler, out, t, x,
+                                                     traj.states[i + 1][b], cfg.loop.eta)
                     loss, ratio = ppo_loss(lp, old[b, j], adv[b], cfg.clip_range)
                     (loss / n_train).backward()  # gradients summed over the trained steps
                     losses.append(loss.item())

@@ -69,9 +69,13 @@ def posterior_std(scheduler: DDIMScheduler | DDPMScheduler, t: int, eta: float) 
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: float) -> torch.Tensor:
-    """log N(x; mean, std^2 I), summed over all but the batch dimension -> (batch,)."""
+    """log N(x; mean, std^2 I), summed over all but the batch dimension -> (batch,), float64.
+
+    In float64 because the sum is large: over a 3x32x32 image the -d log(std) term alone is
+    ~1e4, where float32 resolves only 2^-10, and DDPO's PPO ratio exp(new - old) would carry
+    that rounding (ratios off 1 by 0.001 before any update, beyond a 1e-4 clip range)."""
     d = x[0].numel()
-    sq = ((x - mean) ** 2).flatten(1).sum(1)
+    sq = ((x.double() - mean.double()) ** 2).flatten(1).sum(1)
     return -0.5 * sq / std**2 - d * math.log(std) - 0.5 * d * math.log(2 * math.pi)
 
 
@@ -137,7 +141,10 @@ def _step(scheduler, out, t, x, eta, generator):
         nxt = scheduler.step(out, t, x, eta=eta, variance_noise=noise).prev_sample
         if std == 0.0:  # e.g. the last step onto final_alpha_cumprod = 1
             return nxt, None
-        return nxt, gaussian_log_prob(nxt, nxt - std * noise, std)
+        # the mean as DDPO's update recomputes it (`transition_log_prob`): the same float32
+        # arithmetic on both sides, so the PPO ratio starts at 1 up to float64 rounding
+        mean = scheduler.step(out, t, x, eta=eta, variance_noise=torch.zeros_like(x)).prev_sample
+        return nxt, gaussian_log_prob(nxt, mean, std)
     if isinstance(scheduler, DDPMScheduler):
         # DDPMScheduler draws its own noise from `generator`; replaying the generator's state
         # recovers that noise, hence the step's mean, without re-implementing the step.

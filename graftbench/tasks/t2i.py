@@ -69,8 +69,6 @@ class EvaluateConfig:
     eta: float = 0.0  # 0: deterministic DDIM, so one noise gives comparable images across
     # methods (drift is measured on them)
     samples_per_prompt: int = 2  # images per prompt (diversity compares them)
-    n_train_prompts: int = 64  # training prompts scored for the training reward (a seeded
-    # draw from the training split)
     batch_size: int = 64  # images per sampler call (memory, not maths)
     curve_prompts: int = 32  # held-out prompts (one image each) scored after fine-tuning
     # rounds, for the reward-against-queries curve
@@ -82,8 +80,8 @@ class EvaluateConfig:
                     "curve_every"):  # fmt: skip
             if getattr(self, key) < 1:
                 raise ConfigError(f"t2i.evaluate.{key}: {getattr(self, key)} must be at least 1")
-        if self.n_train_prompts < 0 or self.eta < 0:
-            raise ConfigError("t2i.evaluate.n_train_prompts and t2i.evaluate.eta must be >= 0")
+        if self.eta < 0:
+            raise ConfigError(f"t2i.evaluate.eta: {self.eta} must be >= 0")
 
 
 @dataclass
@@ -91,6 +89,9 @@ class T2IConfig:
     methods: list[Method] = field(default_factory=lambda: ["base", "graft", "pgraft", "ddpo"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tuning + evaluation seeds
     scenes: SceneConfig = field(default_factory=SceneConfig)  # grammar, split, renderer
+    finetune_prompts: int = 32  # training prompts the fine-tuning loop draws from: a fixed
+    # seeded subset of the training split (scenes.split_seed), the same for every method and
+    # seed; 0 = the whole split. The training reward is scored on exactly these prompts.
     verifier: VerifierConfig = field(default_factory=VerifierConfig)  # the reward and metric
     model: Text2ImageConfig = field(default_factory=Text2ImageConfig)  # the base model
     pretrain: TrainConfig = field(default_factory=TrainConfig)  # its pre-training
@@ -100,6 +101,9 @@ class T2IConfig:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def __post_init__(self):
+        if self.finetune_prompts < 0:
+            raise ConfigError(f"t2i.finetune_prompts: {self.finetune_prompts} must be >= 0 "
+                              "(0 = every training prompt)")  # fmt: skip
         if "base" not in self.methods:
             raise ConfigError("t2i.methods: must include 'base' (improvement and drift are "
                               "measured against it)")  # fmt: skip
@@ -142,13 +146,19 @@ def _subset(prompts: list[Prompt], n: int, seed: int) -> list[Prompt]:
     return [prompts[i] for i in sorted(idx)]
 
 
+def finetune_prompts(cfg: T2IConfig) -> list[Prompt]:
+    """The training prompts every fine-tuning run draws from (`finetune_prompts` of them)."""
+    train = split_prompts(cfg.scenes).train
+    return _subset(train, cfg.finetune_prompts or len(train), cfg.scenes.split_seed)
+
+
 def eval_prompts(cfg: T2IConfig) -> dict[str, list[Prompt]]:
-    """The prompt sets every run is evaluated on: all held-out prompts, a training subset,
-    and the held-out subset of the reward-against-queries curve."""
-    split = split_prompts(cfg.scenes)
-    ev, seed = cfg.evaluate, cfg.scenes.split_seed
-    return {"heldout": split.heldout, "train": _subset(split.train, ev.n_train_prompts, seed),
-            "curve": _subset(split.heldout, ev.curve_prompts, seed + 1)}  # fmt: skip
+    """The prompt sets every run is evaluated on: all held-out prompts, the fine-tuning
+    prompts (the training reward), and the held-out subset of the reward-against-queries
+    curve."""
+    held = split_prompts(cfg.scenes).heldout
+    return {"heldout": held, "train": finetune_prompts(cfg),
+            "curve": _subset(held, cfg.evaluate.curve_prompts, cfg.scenes.split_seed + 1)}
 
 
 # --------------------------------------------------------------------------------- sampling
@@ -339,8 +349,7 @@ def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images:
 
     log = out / "rounds.jsonl"
     log.unlink(missing_ok=True)  # a rerun starts over: the loop replays the same rounds
-    split = split_prompts(cfg.scenes)
-    rows = run_loop(method, split.train, image_reward(verifier_reward(cfg.verifier)), loop,
+    rows = run_loop(method, finetune_prompts(cfg), image_reward(verifier_reward(cfg.verifier)), loop,
                     model_input=lambda p: p.text, log=log, on_round=on_round)  # fmt: skip
     train_s = time.perf_counter() - t0
     ev, images = evaluation(segments, model, cfg, seed)

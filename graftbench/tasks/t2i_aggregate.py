@@ -65,8 +65,9 @@ def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
         "training prompts; base = the pre-trained model",
         f"held-out: {int(first['n_heldout_prompts'])} prompts whose (colour, shape) or colour-"
         f"pair combinations fine-tuning never saw (pre-training saw every prompt), {int(first['samples_per_prompt'])}"
-        f" images each; train_reward: {int(first['n_train_prompts'])} training prompts (the "
-        "prompts fine-tuning optimised: compare it with heldout_reward for reward hacking)",
+        f" images each; train_reward: the {int(first['n_train_prompts'])} training prompts "
+        "fine-tuning drew from (the reward it optimised: compare it with heldout_reward for "
+        "reward hacking)",
         "reward: the programmatic verifier's score (fraction of the prompt's statements that "
         "hold); accuracy: all hold (GenEval's role); improvement_pct: relative to the base's "
         "held-out reward at the same seed",
