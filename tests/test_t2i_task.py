@@ -40,6 +40,8 @@ def with_change(change) -> dict:
          r"t2i.pgraft.intermediate_steps: 4 must lie in 1..pgraft.loop.num_steps - 1 = 3"),
         (lambda c: c.update(methods=["base", "rlhf"]), r"t2i.methods\[1\]: 'rlhf'"),
         (lambda c: c["evaluate"].update(curve_every=0), r"t2i.evaluate.curve_every: 0"),
+        (lambda c: c.update(finetune_prompts=-1), r"t2i.finetune_prompts: -1 must be >= 0"),
+        (lambda c: c["ddpo"].update(log_prob="max"), r"t2i.ddpo.log_prob: 'max'"),
     ],
 )  # fmt: skip
 def test_config_rules_name_the_key(change, message):
