@@ -4,7 +4,13 @@ if "t2i" in SUITE.tasks:
     T2I = f"{RESULTS}/t2i"
     T2I_CFG = resolve(config, "t2i")
     T2I_RUNS = T2I_CFG.runs()
-    T2I_EVAL = ("scenes", "finetune_prompts", "verifier", "evaluate", "model.guidance_scale")
+    T2I_EVAL = (
+        "scenes",
+        "finetune_prompts",
+        "verifier",
+        "evaluate",
+        "model.guidance_scale",
+    )
 
     rule t2i_pretrain:
         output:

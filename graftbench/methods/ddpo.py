@@ -171,8 +171,9 @@ class DDPO:
                     i = steps[j]
                     x, t = traj.states[i][b], traj.timesteps[i]
                     out = (den or self._denoiser(inputs, True))(x, t.expand(len(b)))
-                    lp = scale * transition_log_prob(self.scheduler, out, t, x,
-                                                     traj.states[i + 1][b], cfg.loop.eta)
+                    lp = scale * transition_log_prob(
+                        self.scheduler, out, t, x, traj.states[i + 1][b], cfg.loop.eta
+                    )
                     loss, ratio = ppo_loss(lp, old[b, j], adv[b], cfg.clip_range)
                     (loss / n_train).backward()  # gradients summed over the trained steps
                     losses.append(loss.item())

@@ -157,8 +157,11 @@ def eval_prompts(cfg: T2IConfig) -> dict[str, list[Prompt]]:
     prompts (the training reward), and the held-out subset of the reward-against-queries
     curve."""
     held = split_prompts(cfg.scenes).heldout
-    return {"heldout": held, "train": finetune_prompts(cfg),
-            "curve": _subset(held, cfg.evaluate.curve_prompts, cfg.scenes.split_seed + 1)}
+    return {
+        "heldout": held,
+        "train": finetune_prompts(cfg),
+        "curve": _subset(held, cfg.evaluate.curve_prompts, cfg.scenes.split_seed + 1),
+    }
 
 
 # --------------------------------------------------------------------------------- sampling
