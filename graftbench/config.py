@@ -32,6 +32,10 @@ def parse(cls: type[T], data: Any, path: str = "") -> T:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
+    moved = getattr(cls, "MOVED", {})  # a removed key -> where its setting went
+    for key in unknown:
+        if key in moved:
+            raise ConfigError(f"{_join(path, key)}: no longer a key; use {moved[key]}")
     if unknown:
         raise ConfigError(
             f"{_join(path, unknown[0])}: unknown key; allowed keys are {', '.join(sorted(fields))}"

@@ -42,6 +42,8 @@ def with_change(change) -> dict:
         (lambda c: c["evaluate"].update(curve_every=0), r"t2i.evaluate.curve_every: 0"),
         (lambda c: c.update(finetune_prompts=-1), r"t2i.finetune_prompts: -1 must be >= 0"),
         (lambda c: c["ddpo"].update(log_prob="max"), r"t2i.ddpo.log_prob: 'max'"),
+        (lambda c: c["evaluate"].update(n_train_prompts=32),
+         r"t2i.evaluate.n_train_prompts: no longer a key; use t2i.finetune_prompts"),
     ],
 )  # fmt: skip
 def test_config_rules_name_the_key(change, message):

@@ -138,12 +138,13 @@ def _step(scheduler, out, t, x, eta, generator):
             return scheduler.step(out, t, x, eta=0.0).prev_sample, None
         std = posterior_std(scheduler, t_int, eta)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        nxt = scheduler.step(out, t, x, eta=eta, variance_noise=noise).prev_sample
         if std == 0.0:  # e.g. the last step onto final_alpha_cumprod = 1
-            return nxt, None
-        # the mean as DDPO's update recomputes it (`transition_log_prob`): the same float32
-        # arithmetic on both sides, so the PPO ratio starts at 1 up to float64 rounding
+            return scheduler.step(out, t, x, eta=eta, variance_noise=noise).prev_sample, None
+        # the step's mean exactly as DDPO's update recomputes it (`transition_log_prob`), so
+        # the PPO ratio starts at 1 up to float64 rounding; plus sigma * noise, as in the
+        # scheduler (its std_dev_t is `posterior_std`)
         mean = scheduler.step(out, t, x, eta=eta, variance_noise=torch.zeros_like(x)).prev_sample
+        nxt = mean + std * noise
         return nxt, gaussian_log_prob(nxt, mean, std)
     if isinstance(scheduler, DDPMScheduler):
         # DDPMScheduler draws its own noise from `generator`; replaying the generator's state

@@ -22,7 +22,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -74,6 +74,10 @@ class EvaluateConfig:
     # rounds, for the reward-against-queries curve
     curve_every: int = 1  # rounds between curve points (the last round always gets one)
     seed_offset: int = 1000  # evaluation noise seed = run seed + this (apart from training's)
+    MOVED: ClassVar[dict[str, str]] = {
+        "n_train_prompts": "t2i.finetune_prompts (the training reward is scored on the prompts "
+        "fine-tuning drew from)"
+    }
 
     def __post_init__(self):
         for key in ("num_steps", "samples_per_prompt", "batch_size", "curve_prompts",
@@ -352,8 +356,9 @@ def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images:
 
     log = out / "rounds.jsonl"
     log.unlink(missing_ok=True)  # a rerun starts over: the loop replays the same rounds
-    rows = run_loop(method, finetune_prompts(cfg), image_reward(verifier_reward(cfg.verifier)), loop,
-                    model_input=lambda p: p.text, log=log, on_round=on_round)  # fmt: skip
+    reward = image_reward(verifier_reward(cfg.verifier))
+    rows = run_loop(method, finetune_prompts(cfg), reward, loop, model_input=lambda p: p.text,
+                    log=log, on_round=on_round)  # fmt: skip
     train_s = time.perf_counter() - t0
     ev, images = evaluation(segments, model, cfg, seed)
     base = np.load(base_images)["images"]
