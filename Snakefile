@@ -10,6 +10,7 @@ from graftbench.spec import resolve, suite
 configfile: "config/config.yaml"
 configfile: "tasks/unconditional.yaml"
 configfile: "tasks/t2i.yaml"
+configfile: "tasks/layout.yaml"
 
 
 validate(config, "config/schema.yaml")
@@ -24,6 +25,7 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/unconditional.smk"
 include: "rules/t2i.smk"
+include: "rules/layout.smk"
 
 
 rule all:

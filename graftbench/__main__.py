@@ -50,12 +50,25 @@ def cmd_schema(args) -> None:
 
 
 def cmd_prepare_data(args) -> None:
+    if args.task == "layout":
+        from graftbench.tasks import layout
+
+        s = layout.prepare_data(_task_config(args), Path(args.out))
+        print(f"{s['n_train']} training and {s['n_test']} test layouts ({s['source']})")
+        return
     from graftbench.tasks import unconditional
 
     unconditional.prepare_data(_task_config(args), Path(args.out))
 
 
 def cmd_train_features(args) -> None:
+    if args.task == "layout":
+        from graftbench.tasks import layout_runs
+
+        log = Path(args.log) if args.log else None
+        s = layout_runs.train_features(_task_config(args), Path(args.data), Path(args.out), log)
+        print(f"layout FID, training vs test layouts ({s['n']} each): {s['fid_train_vs_test']:.4f}")
+        return
     from graftbench.tasks import unconditional
 
     unconditional.train_features(_task_config(args), Path(args.data), Path(args.out))
@@ -69,7 +82,12 @@ def cmd_pretrain(args) -> None:
         t2i.pretrain(_task_config(args), Path(args.out), log)
         return
     if not args.data:
-        raise ConfigError("--data: the unconditional task pre-trains on prepare-data's folder")
+        raise ConfigError(f"--data: the {args.task} task pre-trains on prepare-data's folder")
+    if args.task == "layout":
+        from graftbench.tasks import layout_runs
+
+        layout_runs.pretrain(_task_config(args), Path(args.data), Path(args.out), log)
+        return
     unconditional.pretrain(_task_config(args), Path(args.data), Path(args.out), log)
 
 
@@ -79,7 +97,28 @@ def _t2i_line(m: dict) -> str:
             f"{m['train_reward']:.3f}, {m['reward_queries']} reward queries, {m['wall_s']:.0f} s")  # fmt: skip
 
 
+def _layout_line(m: dict) -> str:
+    return (f"{m['run']} seed {m['seed']}: held-out reward {m['heldout_reward']:.3f} "
+            f"(alignment {m['heldout_alignment']:.4f}, overlap {m['heldout_overlap']:.4f}, "
+            f"max IoU {m['max_iou']:.3f}, FID {m['fid']:.3f}), training reward "
+            f"{m['train_reward']:.3f}, {m['reward_queries']} reward queries, {m['wall_s']:.0f} s")  # fmt: skip
+
+
+def _layout_inputs(args) -> tuple[Path, Path]:
+    if not (args.data and args.features):
+        raise ConfigError("--data and --features: the layout task evaluates against "
+                          "prepare-data's folder with train-features' network")  # fmt: skip
+    return Path(args.data), Path(args.features)
+
+
 def cmd_evaluate_model(args) -> None:
+    if args.task == "layout":
+        from graftbench.tasks import layout_runs
+
+        m = layout_runs.evaluate_base(_task_config(args), Path(args.model), *_layout_inputs(args),
+                                      args.seed, Path(args.out), args.device)  # fmt: skip
+        print(_layout_line(m))
+        return
     from graftbench.tasks import t2i
 
     m = t2i.evaluate_base(_task_config(args), Path(args.model), args.seed, Path(args.out),
@@ -88,6 +127,14 @@ def cmd_evaluate_model(args) -> None:
 
 
 def cmd_finetune(args) -> None:
+    if args.task == "layout":
+        from graftbench.tasks import layout_runs
+
+        m = layout_runs.finetune(_task_config(args), Path(args.model), *_layout_inputs(args),
+                                 args.run, args.seed, Path(args.base_images), Path(args.out),
+                                 args.device)  # fmt: skip
+        print(_layout_line(m))
+        return
     from graftbench.tasks import t2i
 
     m = t2i.finetune(_task_config(args), Path(args.model), args.run, args.seed,
@@ -141,14 +188,15 @@ def cmd_aggregate(args) -> None:
     from graftbench.tasks import unconditional, unconditional_inc
 
     figures = [Path(f) for f in args.figure]
-    if args.task == "t2i":
-        from graftbench.tasks import t2i_aggregate
+    if args.task in ("t2i", "layout"):
+        from graftbench.tasks import layout_aggregate, t2i_aggregate
 
         if len(figures) != 3:
             raise ConfigError(
-                "--figure: t2i takes three: reward-vs-queries, pgraft-vs-N_I, samples"
+                f"--figure: {args.task} takes three: reward-vs-queries, pgraft-vs-N_I, samples"
             )
-        t2i_aggregate.aggregate(Path(args.results), Path(args.table), figures, args.profile)
+        module = t2i_aggregate if args.task == "t2i" else layout_aggregate
+        module.aggregate(Path(args.results), Path(args.table), figures, args.profile)
         return
     module = {"unconditional": unconditional, "inc": unconditional_inc}[args.task]
     module.aggregate(Path(args.results), Path(args.table), figures[0], args.profile)
@@ -174,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
         return v
 
     def task_args(v):
-        v.add_argument("--task", default="unconditional", choices=["unconditional", "t2i"])
+        v.add_argument(
+            "--task", default="unconditional", choices=["unconditional", "t2i", "layout"]
+        )
         v.add_argument(
             "--config", required=True, help="task config: inline JSON or a JSON/YAML file"
         )
@@ -188,9 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     task_args(v)
     v.add_argument("--data", required=True)
     v.add_argument("--out", required=True)
+    v.add_argument("--log", help="layout: training curve (JSON lines)")
     v = verb("pretrain", cmd_pretrain, "pre-train the base model")
     task_args(v)
-    v.add_argument("--data", help="prepare-data's folder (unconditional; t2i renders its own)")
+    v.add_argument(
+        "--data", help="prepare-data's folder (unconditional, layout; t2i renders its own)"
+    )
     v.add_argument("--out", required=True)
     v.add_argument("--log")
     v = verb("sample", cmd_sample, "sample a model into a run folder")
@@ -214,18 +267,23 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="corrector .pt (a .json summary beside it)")
     v.add_argument("--log")
     v = verb("evaluate-model", cmd_evaluate_model,
-             "t2i: evaluate the pre-trained model as fine-tuned ones are (the base run)")  # fmt: skip
+             "t2i, layout: evaluate the pre-trained model as fine-tuned ones are (the base run)")  # fmt: skip
     task_args(v)
     v.add_argument("--model", required=True, help="pretrain's --out")
+    v.add_argument("--data", help="layout: prepare-data's folder")
+    v.add_argument("--features", help="layout: train-features' network")
     v.add_argument("--seed", type=int, required=True)
     v.add_argument("--out", required=True, help="run folder")
     v.add_argument("--device", default="cpu")
-    v = verb("finetune", cmd_finetune, "t2i: fine-tune with one method, then evaluate")
+    v = verb("finetune", cmd_finetune, "t2i, layout: fine-tune with one method, then evaluate")
     task_args(v)
     v.add_argument("--model", required=True, help="pretrain's --out")
+    v.add_argument("--data", help="layout: prepare-data's folder")
+    v.add_argument("--features", help="layout: train-features' network")
     v.add_argument("--run", required=True, help="graft, ddpo or pgraft<N_I>")
     v.add_argument("--seed", type=int, required=True)
-    v.add_argument("--base-images", required=True, help="the base run's images.npz (drift)")
+    v.add_argument("--base-images", required=True,
+                   help="the base run's images.npz (t2i) or boxes.npz (layout), for drift")  # fmt: skip
     v.add_argument("--out", required=True, help="run folder")
     v.add_argument("--device", default="cpu")
     v = verb(
@@ -240,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="eval.json to write")
     v.add_argument("--device", default="cpu")
     v = verb("aggregate", cmd_aggregate, "tables and figures of a task from its run records")
-    v.add_argument("--task", default="unconditional", choices=["unconditional", "inc", "t2i"],
+    v.add_argument("--task", default="unconditional", choices=["unconditional", "inc", "t2i", "layout"],
                    help="inc: the inverse-noise-correction table of the unconditional task")  # fmt: skip
     v.add_argument("--results", required=True, help="results/{profile}/{task}")
     v.add_argument("--table", required=True, help="CSV to write (the .md goes beside it)")

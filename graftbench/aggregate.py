@@ -91,6 +91,8 @@ def _fmt(mean: float, ci: float) -> str:
     if float(mean).is_integer() and (pd.isna(ci) or ci == 0):
         return f"{int(mean)}"
     digits = 3 if abs(mean) < 100 else 1
+    if 0 < abs(mean) < 0.01:  # e.g. layout alignment ~1e-3: three significant figures
+        digits = 2 - int(np.floor(np.log10(abs(mean))))
     return (
         f"{mean:.{digits}f}" if pd.isna(ci) or ci == 0 else f"{mean:.{digits}f} ± {ci:.{digits}f}"
     )

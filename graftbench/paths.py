@@ -18,6 +18,25 @@ class PathSample:
     target: torch.Tensor
 
 
+def ddpm_pair(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
+              alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon") -> PathSample:  # fmt: skip
+    """The DDPM training pair at integer timesteps t (batch,), for data x0 (batch, ...):
+        x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps      (Ho et al. 2020, eq. 4),
+    target eps, or v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (Salimans & Ho 2022, sec. 4),
+    the same as diffusers' DDPMScheduler.add_noise / get_velocity."""
+    abar = alphas_cumprod.to(x0)[t].view(-1, *([1] * (x0.dim() - 1)))
+    xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+    if prediction_type == "epsilon":
+        target = noise
+    elif prediction_type == "v_prediction":
+        target = abar.sqrt() * noise - (1 - abar).sqrt() * x0
+    else:
+        raise ValueError(
+            f"prediction_type: {prediction_type!r}; choose 'epsilon' or 'v_prediction'"
+        )
+    return PathSample(t=t, xt=xt, target=target)
+
+
 def rectified_flow(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, scale: float = 1000):
     """Rectified flow / conditional OT path (Liu et al. 2023; Lipman et al. 2023, eq. 20):
     x_sigma = (1 - sigma) x0 + sigma * noise, target velocity d x_sigma / d sigma = noise - x0.

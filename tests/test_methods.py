@@ -20,6 +20,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from graftbench.config import ConfigError, parse
+from graftbench.losses import denoising_loss
 from graftbench.methods.ddpo import (
     DDPO,
     DDPOConfig,
@@ -39,7 +40,6 @@ from graftbench.methods.loop import (
 from graftbench.methods.pgraft import PGraft, PGraftConfig, adapters_disabled, frozen_copy
 from graftbench.methods.selection import SelectionConfig
 from graftbench.models.base import ModelAdapter
-from graftbench.t2i.pretrain import denoising_loss
 
 CENTRES = torch.tensor([[[-1.5, 0.0], [1.5, 0.0]], [[0.0, -1.5], [0.0, 1.5]]])  # (prompt, mode, 2)
 TARGETS = CENTRES[:, 1]  # (prompt, 2): the rewarded mode

@@ -37,7 +37,7 @@ def with_change(change) -> dict:
          r"t2i.pgraft.loop.num_steps: 4 must equal t2i.evaluate.num_steps \(6\)"),
         (lambda c: c.update(methods=["graft"]), r"t2i.methods: must include 'base'"),
         (lambda c: c["pgraft"].update(intermediate_steps=[2, 4]),
-         r"t2i.pgraft.intermediate_steps: 4 must lie in 1..pgraft.loop.num_steps - 1 = 3"),
+         r"pgraft.intermediate_steps: 4 must lie in 1..pgraft.loop.num_steps - 1 = 3"),
         (lambda c: c.update(methods=["base", "rlhf"]), r"t2i.methods\[1\]: 'rlhf'"),
         (lambda c: c["evaluate"].update(curve_every=0), r"t2i.evaluate.curve_every: 0"),
         (lambda c: c.update(finetune_prompts=-1), r"t2i.finetune_prompts: -1 must be >= 0"),

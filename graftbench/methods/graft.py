@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from graftbench.config import ConfigError
+from graftbench.losses import denoising_loss
 from graftbench.methods.loop import (
     LoopConfig,
     OptimConfig,
@@ -67,8 +68,8 @@ class Graft:
     `loop.Method`.
 
     loss_fn: the denoising loss on accepted final samples, default
-    `t2i.pretrain.denoising_loss` (any adapter with `alphas_cumprod`, `prediction_type`,
-    `cfg.min_snr_gamma` and `denoise`). dedup_key: identity of a decoded sample.
+    `losses.denoising_loss` (any adapter with `alphas_cumprod`, `prediction_type` and
+    `denoise`; Min-SNR weighted where its `cfg.min_snr_gamma` is set). dedup_key: identity of a decoded sample.
     """
 
     def __init__(self, model: ModelAdapter, cfg: GraftConfig, loss_fn: DenoisingLoss | None = None,
@@ -97,11 +98,7 @@ class Graft:
 
     def training_data(self, rollout: Rollout) -> tuple[torch.Tensor, DenoisingLoss, dict]:
         """What an accepted sample contributes: its final x_0 (batch, ...) under loss_fn."""
-        if self.loss_fn is None:
-            from graftbench.t2i.pretrain import denoising_loss
-
-            return rollout.final, denoising_loss, {}
-        return rollout.final, self.loss_fn, {}
+        return rollout.final, self.loss_fn or denoising_loss, {}
 
     def update(self, rollout: Rollout, rewards: torch.Tensor, generator: torch.Generator) -> dict:
         """Accept, then fit the accepted samples' training data (`training_data`)."""

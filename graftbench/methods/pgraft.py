@@ -20,14 +20,16 @@ second copy of the weights, which matters at SD scale).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Hashable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from graftbench.config import ConfigError
+from graftbench.losses import weighted_mean
 from graftbench.methods.graft import Graft, GraftConfig, sample_key
 from graftbench.methods.loop import Rollout, denoiser, sample_segments
 from graftbench.models.base import ModelAdapter
@@ -47,11 +49,32 @@ class PGraftConfig(GraftConfig):
                               f"1..loop.num_steps - 1 = {self.loop.num_steps - 1}")  # fmt: skip
 
 
+@dataclass
+class PGraftSweep(GraftConfig):
+    """P-GRAFT's settings as a task config holds them: every run of the N_I sweep shares
+    them; `at(n_i)` gives one run's config."""
+
+    intermediate_steps: list[int] = field(default_factory=lambda: [3, 5, 7])  # N_I values,
+    # one run each: sampler state index of x_{t_I} (0 = pure noise, loop.num_steps = data)
+
+    def __post_init__(self):
+        super().__post_init__()
+        n = self.loop.num_steps
+        for n_i in self.intermediate_steps:
+            if not 1 <= n_i < n:
+                raise ConfigError(f"pgraft.intermediate_steps: {n_i} must lie in "
+                                  f"1..pgraft.loop.num_steps - 1 = {n - 1}")  # fmt: skip
+
+    def at(self, n_i: int) -> PGraftConfig:
+        common = {f.name: getattr(self, f.name) for f in dataclasses.fields(GraftConfig)}
+        return PGraftConfig(**common, intermediate_step=n_i)
+
+
 def intermediate_loss(model: ModelAdapter, x_i: torch.Tensor, cond: Any, t_i: int,
                       generator: torch.Generator) -> torch.Tensor:  # fmt: skip
     """Denoising loss with the intermediate state as data: t ~ U{t_I + 1, ..., T - 1}, pair from
     `paths.ddpm_from_intermediate`, squared error per sample, Min-SNR weighted as pre-training
-    (`t2i.pretrain.denoising_loss`; any positive weight per t keeps the minimiser, the
+    (`losses.denoising_loss`; any positive weight per t keeps the minimiser, the
     conditional expectation of the target). x_i: (batch, *sample_shape) on the model's
     device; noise and t from `generator` on the CPU, as in pre-training."""
     abar = model.alphas_cumprod.to(x_i.device)
@@ -62,12 +85,7 @@ def intermediate_loss(model: ModelAdapter, x_i: torch.Tensor, cond: Any, t_i: in
         x_i, noise, t, torch.full_like(t, t_i), abar, model.prediction_type
     )
     err = (model.denoise(pair.xt, pair.t, cond) - pair.target).pow(2).flatten(1).mean(1)
-    gamma = getattr(getattr(model, "cfg", None), "min_snr_gamma", None)
-    if gamma is None:
-        return err.mean()
-    snr = abar[t] / (1 - abar[t])
-    base = snr if model.prediction_type == "epsilon" else snr + 1
-    return (err * snr.clamp(max=gamma) / base).mean()
+    return weighted_mean(model, err, abar[t])
 
 
 @contextmanager

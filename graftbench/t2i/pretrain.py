@@ -20,48 +20,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from graftbench.paths import PathSample
+from graftbench.losses import denoising_loss
 from graftbench.t2i.scenes import Prompt, render, sample_scene
-
-
-def ddpm_pair(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
-              alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon") -> PathSample:  # fmt: skip
-    """The DDPM training pair at integer timesteps t (batch,), for data x0 (batch, ...):
-        x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps      (Ho et al. 2020, eq. 4),
-    target eps, or v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (Salimans & Ho 2022, sec. 4),
-    the same as diffusers' DDPMScheduler.add_noise / get_velocity."""
-    abar = alphas_cumprod.to(x0)[t].view(-1, *([1] * (x0.dim() - 1)))
-    xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
-    if prediction_type == "epsilon":
-        target = noise
-    elif prediction_type == "v_prediction":
-        target = abar.sqrt() * noise - (1 - abar).sqrt() * x0
-    else:
-        raise ValueError(
-            f"prediction_type: {prediction_type!r}; choose 'epsilon' or 'v_prediction'"
-        )
-    return PathSample(t=t, xt=xt, target=target)
-
-
-def denoising_loss(model, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator):
-    """Squared error of model.denoise over t ~ U{0, ..., T-1} and Gaussian noise, averaged
-    per sample, Min-SNR weighted if model.cfg.min_snr_gamma is set, then averaged over the
-    batch: the loss of pre-training and of GRAFT's fine-tuning alike. model: a Text2ImageAdapter;
-    x0 (batch, *sample_shape) in model space; cond (batch, seq, dim). Noise and t come from
-    `generator` (on the CPU, as train.fit's) and move to x0's device."""
-    t = torch.randint(len(model.alphas_cumprod), (len(x0),), generator=generator)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
-    t, noise = t.to(x0.device), noise.to(x0.device)
-    abar = model.alphas_cumprod.to(x0.device)
-    pair = ddpm_pair(x0, noise, t, abar, model.prediction_type)
-    err = (model.denoise(pair.xt, pair.t, cond) - pair.target).pow(2).flatten(1).mean(1)
-    if (gamma := model.cfg.min_snr_gamma) is None:
-        return err.mean()
-    # Min-SNR-gamma (Hang et al. 2023): the x0-space weight min(SNR, gamma), divided by
-    # what the parameterisation already carries: SNR for epsilon, SNR + 1 for v
-    snr = abar[t] / (1 - abar[t])
-    base = snr if model.prediction_type == "epsilon" else snr + 1
-    return (err * snr.clamp(max=gamma) / base).mean()
 
 
 def render_batch(prompts: Sequence[Prompt], rng: np.random.Generator, image_size: int) -> np.ndarray:  # fmt: skip

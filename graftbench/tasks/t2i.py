@@ -18,7 +18,6 @@ base after.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,36 +30,24 @@ from graftbench import records
 from graftbench.config import ConfigError, InputError, to_dict
 from graftbench.methods.ddpo import DDPOConfig
 from graftbench.methods.graft import GraftConfig
-from graftbench.methods.pgraft import PGraftConfig
+from graftbench.methods.pgraft import PGraftSweep
 from graftbench.models.text2image_config import Text2ImageConfig
 from graftbench.t2i.scenes import CATEGORIES, Prompt, SceneConfig, split_prompts
 from graftbench.t2i.verifier import VerifierConfig, verify
+from graftbench.tasks.finetuning import (
+    base_record,
+    build_method,
+    eval_segments,
+    plain_factory,
+    run_record,
+    run_with_curve,
+)
 from graftbench.train import TrainConfig
 
 # diffusers and transformers take ~8 s to import: the model and sampler modules are imported
 # inside the functions that need them, so aggregation starts fast.
 
 Method = Literal["base", "graft", "pgraft", "ddpo"]
-
-
-@dataclass
-class PGraftSweep(GraftConfig):
-    """P-GRAFT's settings, shared by every run of its N_I sweep."""
-
-    intermediate_steps: list[int] = field(default_factory=lambda: [3, 5, 7])  # N_I values,
-    # one run each: sampler state index of x_{t_I} (0 = pure noise, loop.num_steps = data)
-
-    def __post_init__(self):
-        super().__post_init__()
-        n = self.loop.num_steps
-        for n_i in self.intermediate_steps:
-            if not 1 <= n_i < n:
-                raise ConfigError(f"t2i.pgraft.intermediate_steps: {n_i} must lie in "
-                                  f"1..pgraft.loop.num_steps - 1 = {n - 1}")  # fmt: skip
-
-    def at(self, n_i: int) -> PGraftConfig:
-        common = {f.name: getattr(self, f.name) for f in dataclasses.fields(GraftConfig)}
-        return PGraftConfig(**common, intermediate_step=n_i)
 
 
 @dataclass
@@ -169,12 +156,6 @@ def eval_prompts(cfg: T2IConfig) -> dict[str, list[Prompt]]:
 
 
 # --------------------------------------------------------------------------------- sampling
-
-
-def _factory(model, scale=None):
-    from graftbench.methods.loop import denoiser
-
-    return lambda inputs: denoiser(model, inputs, scale)
 
 
 @torch.no_grad()
@@ -293,39 +274,13 @@ def evaluate_base(cfg: T2IConfig, model_path: Path, seed: int, out: Path, device
 
     t0 = time.perf_counter()
     model = Text2ImageAdapter.load(model_path, device)
-    segments = [(_factory(model), None)]
+    segments = [(plain_factory(model), None)]
     ev, images = evaluation(segments, model, cfg, seed)
     ev["curve_reward"] = curve_point(segments, model, cfg, seed)
     ev["drift"] = 0.0  # the reference the fine-tuned runs' drift is measured from
-    metrics = {"run": "base", "method": "base", "seed": seed, "reward_queries": 0,
-               "sampler_nfe": 0, "sampler_flops": 0, "train_flops": 0, "flops_per_call": flops_per_call(model),
-               "wall_s": time.perf_counter() - t0, "device": device,
-               "versions": records.versions()}  # fmt: skip
+    metrics = base_record(seed, flops_per_call(model), t0, device)
     _write_run(out, metrics, ev, images, cfg)
     return {**metrics, **ev}
-
-
-def build_method(cfg: T2IConfig, run: str, model, seed: int):
-    """The fine-tuning method of a run name (graft, ddpo, pgraft{N_I}) on `model`, its loop
-    seeded with the run's seed."""
-    from graftbench.methods.ddpo import DDPO
-    from graftbench.methods.graft import Graft
-    from graftbench.methods.pgraft import PGraft
-
-    if run == "graft":
-        cls, mcfg = Graft, cfg.graft
-    elif run == "ddpo":
-        cls, mcfg = DDPO, cfg.ddpo
-    elif run.startswith("pgraft") and run[6:].isdigit():
-        if int(run[6:]) not in cfg.pgraft.intermediate_steps:
-            raise ConfigError(f"{run}: N_I {run[6:]} is not in t2i.pgraft.intermediate_steps "
-                              f"{cfg.pgraft.intermediate_steps}")  # fmt: skip
-        cls, mcfg = PGraft, cfg.pgraft.at(int(run[6:]))
-    else:
-        raise ConfigError(f"--run: {run!r}; choose graft, ddpo or pgraft<N_I>")
-    mcfg = dataclasses.replace(mcfg, loop=dataclasses.replace(mcfg.loop, seed=seed))
-    torch.manual_seed(seed)  # LoRA's initial A matrices
-    return cls(model, mcfg)
 
 
 def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images: Path,
@@ -334,31 +289,17 @@ def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images:
     reward budget is spent, recording a held-out curve point every `evaluate.curve_every`
     rounds; then evaluate it, and its drift from the base on the same evaluation noise."""
     from graftbench.methods.loop import image_reward
-    from graftbench.methods.loop import run as run_loop
-    from graftbench.methods.pgraft import PGraft
     from graftbench.models.text2image import Text2ImageAdapter
     from graftbench.t2i.verifier import verifier_reward
 
     t0 = time.perf_counter()
     model = Text2ImageAdapter.load(model_path, device)
-    method = build_method(cfg, run, model, seed)
-    pgraft = isinstance(method, PGraft)
-    n_i = method.cfg.intermediate_step if pgraft else None
-    segments = [(_factory(model), n_i), (method.base_factory(), None)] if pgraft else \
-        [(_factory(model), None)]  # fmt: skip
-    loop, every = method.cfg.loop, cfg.evaluate.curve_every
-
-    def on_round(row: dict) -> dict:
-        last = row["reward_queries"] == loop.reward_budget
-        if last or (row["round"] + 1) % every == 0:
-            return {"curve_reward": curve_point(segments, model, cfg, seed)}
-        return {}
-
-    log = out / "rounds.jsonl"
-    log.unlink(missing_ok=True)  # a rerun starts over: the loop replays the same rounds
+    method = build_method(cfg, "t2i", run, model, seed)
+    segments, n_i = eval_segments(method, model)
     reward = image_reward(verifier_reward(cfg.verifier))
-    rows = run_loop(method, finetune_prompts(cfg), reward, loop, model_input=lambda p: p.text,
-                    log=log, on_round=on_round)  # fmt: skip
+    rows = run_with_curve(method, finetune_prompts(cfg), reward,
+                          lambda: curve_point(segments, model, cfg, seed), cfg.evaluate.curve_every,
+                          out, model_input=lambda p: p.text)  # fmt: skip
     train_s = time.perf_counter() - t0
     ev, images = evaluation(segments, model, cfg, seed)
     base = np.load(base_images)["images"]
@@ -367,23 +308,8 @@ def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images:
                          f"{images.shape}; rerun the base evaluation")  # fmt: skip
     ev["drift"] = float(np.sqrt(((images / 255 - base / 255) ** 2).mean()))
     ev["curve_reward"] = rows[-1]["curve_reward"]
-    f_call = flops_per_call(model)
     calls = 2 if _guided(model) else 1  # a guided evaluation is a conditional/unconditional pair
-    train_calls = calls if run == "ddpo" else 1  # DDPO differentiates the guided sampler
-    examples = sum(r.get("train_examples", 0) for r in rows)
-    metrics = {
-        "run": run, "method": run.rstrip("0123456789"), "seed": seed, "intermediate_step": n_i,
-        "t_intermediate": rows[-1].get("t_intermediate"),
-        "reward_queries": rows[-1]["reward_queries"], "rounds": len(rows),
-        "sampler_nfe": rows[-1]["sampler_nfe"], "flops_per_call": f_call,
-        "sampler_flops": rows[-1]["sampler_nfe"] * calls * f_call,
-        # forward + backward ~ 3 forwards (the usual estimate: backward costs two)
-        "train_flops": 3 * examples * train_calls * f_call, "train_examples": examples,
-        "loop_reward_first": rows[0]["reward_mean"], "loop_reward_last": rows[-1]["reward_mean"],
-        "sample_s": sum(r["sample_s"] for r in rows), "train_s": sum(r["train_s"] for r in rows),
-        "finetune_s": train_s, "wall_s": time.perf_counter() - t0, "device": device,
-        "versions": records.versions(),
-    }  # fmt: skip
+    metrics = run_record(rows, run, seed, n_i, flops_per_call(model), calls, t0, train_s, device)
     model.save(out / "model.pt", to_dict(cfg))
     _write_run(out, metrics, ev, images, cfg)
     return {**metrics, **ev}

@@ -1,0 +1,1 @@
+"""Document-layout task (PubLayNet-like): procedural layouts, their metrics and renderer."""

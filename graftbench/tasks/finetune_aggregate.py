@@ -1,0 +1,109 @@
+"""What the reward fine-tuning tasks' tables and figures share (t2i, layout): run order, the
+improvement over the base of the same seed, the reward-against-queries curve and the P-GRAFT
+against N_I figure. Each run record holds heldout_reward, train_reward and curve_reward (the
+held-out subset scored after fine-tuning rounds; the base's at 0 queries)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graftbench import records
+
+
+def order(run: str) -> tuple:
+    method = run.rstrip("0123456789")
+    rank = {"base": 0, "graft": 1, "graft_threshold": 1.5, "pgraft": 2, "ddpo": 3}.get(method, 4)
+    return rank, int(run[len(method) :] or 0), run
+
+
+def load_runs(task_dir: Path) -> pd.DataFrame:
+    """One row per (run, seed), with improvement_pct against the base run of the same seed."""
+    from graftbench.aggregate import collect
+
+    runs = collect(task_dir)
+    base = runs[runs["run"] == "base"].set_index("seed")["heldout_reward"]
+    if base.empty:
+        raise FileNotFoundError(f"{task_dir}: no base/seed*/ records to compare with")
+    ref = runs["seed"].map(base).where(lambda b: b > 0)  # undefined for a base scoring 0
+    runs["improvement_pct"] = 100 * (runs["heldout_reward"] - ref) / ref
+    runs["order"] = runs["run"].map(order)
+    return runs.sort_values(["order", "seed"]).drop(columns="order")
+
+
+def save(fig, path: Path, rect: tuple | None = None) -> None:
+    """Lay out (within rect, leaving room for a figure legend) and write a PNG atomically."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout(rect=rect)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with records.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def plt_agg():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def curves(task_dir: Path, runs: pd.DataFrame) -> pd.DataFrame:
+    """(run, seed, reward_queries, curve_reward) rows: each run's rounds.jsonl curve points,
+    preceded by the base's score on the same prompts and noise at 0 queries."""
+    base = runs[runs["run"] == "base"].set_index("seed")["curve_reward"]
+    rows = []
+    for run, seed in runs.loc[runs["run"] != "base", ["run", "seed"]].itertuples(index=False):
+        rows.append((run, seed, 0, base.get(seed, np.nan)))
+        for r in records.read_jsonl(task_dir / run / f"seed{seed}" / "rounds.jsonl"):
+            if "curve_reward" in r:
+                rows.append((run, seed, r["reward_queries"], r["curve_reward"]))
+    return pd.DataFrame(rows, columns=["run", "seed", "reward_queries", "curve_reward"])
+
+
+def plot_reward_vs_queries(
+    task_dir: Path, runs: pd.DataFrame, path: Path, ylabel: str = "held-out reward"
+) -> None:
+    from graftbench.aggregate import ci95
+
+    plt = plt_agg()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    data = curves(task_dir, runs)
+    for run in sorted(data["run"].unique(), key=order):
+        g = data[data["run"] == run].groupby("reward_queries")["curve_reward"]
+        mean, ci = g.mean(), g.agg(ci95)
+        ax.plot(mean.index, mean.values, marker="o", ms=3, label=run)
+        ax.fill_between(mean.index, mean - ci.fillna(0), mean + ci.fillna(0), alpha=0.15)
+    ax.set_xlabel("reward queries")
+    ax.set_ylabel(ylabel)
+    ax.set_title("Held-out reward during fine-tuning (mean, 95% CI over seeds)", fontsize=10)
+    ax.legend(fontsize=8)
+    save(fig, path)
+
+
+def plot_pgraft_vs_ni(runs: pd.DataFrame, path: Path, ylabel: str = "reward") -> None:
+    """P-GRAFT's held-out and training reward against N_I; base and GRAFT as lines."""
+    from graftbench.aggregate import ci95
+
+    plt = plt_agg()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    pg = runs[runs["method"] == "pgraft"]
+    for col, colour in (("heldout_reward", "C0"), ("train_reward", "C1")):
+        if not pg.empty:
+            g = pg.groupby("intermediate_step")[col]
+            ax.errorbar(g.mean().index, g.mean().values, yerr=g.agg(ci95).fillna(0).values,
+                        marker="o", capsize=3, color=colour, label=f"P-GRAFT, {col}")  # fmt: skip
+        for run, ls in (("base", "--"), ("graft", ":")):
+            ref = runs.loc[runs["run"] == run, col]
+            if not ref.empty:
+                ax.axhline(ref.mean(), color=colour, ls=ls, lw=1, label=f"{run}, {col}")
+    ax.set_xlabel("N_I (sampler state where the fine-tuned model hands over to the base)")
+    ax.set_ylabel(ylabel)
+    ax.set_title("P-GRAFT: reward against the intermediate step", fontsize=10)
+    ax.legend(fontsize=7)
+    save(fig, path)
