@@ -73,10 +73,19 @@ class PGraftSweep(GraftConfig):
 def intermediate_loss(model: ModelAdapter, x_i: torch.Tensor, cond: Any, t_i: int,
                       generator: torch.Generator) -> torch.Tensor:  # fmt: skip
     """Denoising loss with the intermediate state as data: t ~ U{t_I + 1, ..., T - 1}, pair from
-    `paths.ddpm_from_intermediate`, squared error per sample, Min-SNR weighted as pre-training
-    (`losses.denoising_loss`; any positive weight per t keeps the minimiser, the
-    conditional expectation of the target). x_i: (batch, *sample_shape) on the model's
-    device; noise and t from `generator` on the CPU, as in pre-training."""
+    `paths.ddpm_from_intermediate`, squared error per sample, weighted, then Min-SNR weighted
+    as pre-training (`losses.weighted_mean`). Any positive weight per t keeps the minimiser,
+    the conditional expectation of the target, so the weights only set how much each t pulls.
+
+    The per-t weight w(t) = (1 - abar_t / abar_I) / (1 - abar_t) is 1 / c(t)^2, c(t) the
+    scale of the epsilon target c(t) * eps' (`ddpm_from_intermediate`): c(t) grows without
+    bound as t -> t_I (at t = t_I + 1, c^2 ~ (1 - abar_t) / beta_t, e.g. ~160 at t_I = 500 on
+    the cosine schedule), so unweighted, the few draws just above t_I carry squared errors
+    of 1e2-1e3, dominate every gradient (which clipping then shrinks to a random direction)
+    and make P-GRAFT drift the model away from what it fits. Weighted, the regression has a
+    unit-variance target at every t, as pre-training's has.
+    x_i: (batch, *sample_shape) on the model's device; noise and t from `generator` on the
+    CPU, as in pre-training."""
     abar = model.alphas_cumprod.to(x_i.device)
     t = torch.randint(t_i + 1, len(abar), (len(x_i),), generator=generator)
     noise = torch.randn(x_i.shape, generator=generator, dtype=x_i.dtype)
@@ -85,7 +94,13 @@ def intermediate_loss(model: ModelAdapter, x_i: torch.Tensor, cond: Any, t_i: in
         x_i, noise, t, torch.full_like(t, t_i), abar, model.prediction_type
     )
     err = (model.denoise(pair.xt, pair.t, cond) - pair.target).pow(2).flatten(1).mean(1)
-    return weighted_mean(model, err, abar[t])
+    return weighted_mean(model, err * target_weight(abar, t, t_i), abar[t])
+
+
+def target_weight(abar: torch.Tensor, t: torch.Tensor, t_i: int) -> torch.Tensor:
+    """(batch,) 1 / c(t)^2 = (1 - abar_t / abar_I) / (1 - abar_t) for timesteps t > t_I: the
+    inverse squared scale of P-GRAFT's epsilon target (see `intermediate_loss`)."""
+    return (1 - abar[t] / abar[t_i]) / (1 - abar[t])
 
 
 @contextmanager

@@ -55,7 +55,8 @@ class CocoFiles:
 
 @dataclass
 class LayoutEvaluateConfig:
-    num_steps: int = 50  # DDIM steps of the evaluation sampler, every method alike
+    num_steps: int = 20  # DDIM steps of the evaluation sampler, every method alike (and
+    # P-GRAFT's loop: it switches models at a state index of this grid)
     eta: float = 0.0  # 0: deterministic DDIM, so the same noise gives comparable layouts
     heldout_conditions: int = 1000  # test layouts whose classes are sampled (0 = all)
     train_samples: int = 4  # samples per fine-tuning condition (training reward, diversity)
