@@ -1,322 +1,314 @@
 # Unconditional generation: data -> FID feature net -> rectified-flow pre-training ->
 # sampling at each step count and seed -> FID -> table and figure.
-UNC = f"{RESULTS}/unconditional"
-UNC_CFG = resolve(config, "unconditional")
-UNC_BACKENDS = " ".join(f"--backend {b}" for b in UNC_CFG.evaluate.fid_backends)
-if "inc" in UNC_CFG.methods:
-    EXTRA_TABLES.append(f"{RESULTS}/tables/inc.csv")
+if "unconditional" in SUITE.tasks:
+    UNC = f"{RESULTS}/unconditional"
+    UNC_CFG = resolve(config, "unconditional")
+    UNC_BACKENDS = " ".join(f"--backend {b}" for b in UNC_CFG.evaluate.fid_backends)
+    if "inc" in UNC_CFG.methods:
+        EXTRA_TABLES.append(f"{RESULTS}/tables/inc.csv")
 
+    rule unconditional_data:
+        output:
+            train=f"{UNC}/data/train.npz",
+            test=directory(f"{UNC}/data/test"),
+            subset=directory(f"{UNC}/data/train_subset"),
+        log:
+            f"{UNC}/logs/data.log",
+        conda:
+            "../envs/graftbench.yaml"
+        params:
+            py=PY,
+            cfg=CONFIGS["unconditional"],
+            config_slice=config_slice("unconditional", "data"),
+        shell:
+            "{params.py} -m graftbench prepare-data --config {params.cfg:q}"
+            " --out $(dirname {output.train}) > {log} 2>&1"
 
-rule unconditional_data:
-    output:
-        train=f"{UNC}/data/train.npz",
-        test=directory(f"{UNC}/data/test"),
-        subset=directory(f"{UNC}/data/train_subset"),
-    log:
-        f"{UNC}/logs/data.log",
-    conda:
-        "../envs/graftbench.yaml"
-    params:
-        py=PY,
-        cfg=CONFIGS["unconditional"],
-        config_slice=config_slice("unconditional", "data"),
-    shell:
-        "{params.py} -m graftbench prepare-data --config {params.cfg:q}"
-        " --out $(dirname {output.train}) > {log} 2>&1"
+    rule unconditional_features:
+        input:
+            rules.unconditional_data.output.train,
+        output:
+            f"{UNC}/features.pt",
+        log:
+            f"{UNC}/logs/features.log",
+        conda:
+            "../envs/graftbench.yaml"
+        threads: 2
+        params:
+            py=PY,
+            cfg=CONFIGS["unconditional"],
+            config_slice=config_slice("unconditional", "features"),
+        shell:
+            "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-features"
+            " --config {params.cfg:q} --data $(dirname {input}) --out {output} > {log} 2>&1"
 
+    rule unconditional_pretrain:
+        input:
+            rules.unconditional_data.output.train,
+        output:
+            model=f"{UNC}/model.pt",
+            curve=f"{UNC}/pretrain.jsonl",
+        log:
+            f"{UNC}/logs/pretrain.log",
+        conda:
+            "../envs/graftbench.yaml"
+        threads: 2
+        params:
+            py=PY,
+            cfg=CONFIGS["unconditional"],
+            config_slice=config_slice("unconditional", "model", "pretrain"),
+        shell:
+            "OMP_NUM_THREADS={threads} {params.py} -m graftbench pretrain --config {params.cfg:q}"
+            " --data $(dirname {input}) --out {output.model} --log {output.curve} > {log} 2>&1"
 
-rule unconditional_features:
-    input:
-        rules.unconditional_data.output.train,
-    output:
-        f"{UNC}/features.pt",
-    log:
-        f"{UNC}/logs/features.log",
-    conda:
-        "../envs/graftbench.yaml"
-    threads: 2
-    params:
-        py=PY,
-        cfg=CONFIGS["unconditional"],
-        config_slice=config_slice("unconditional", "features"),
-    shell:
-        "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-features"
-        " --config {params.cfg:q} --data $(dirname {input}) --out {output} > {log} 2>&1"
+    rule unconditional_sample:
+        input:
+            f"{UNC}/model.pt",
+        output:
+            metrics=f"{UNC}/base_{{solver}}{{steps}}/seed{{seed}}/metrics.json",
+            samples=directory(f"{UNC}/base_{{solver}}{{steps}}/seed{{seed}}/samples"),
+        log:
+            f"{UNC}/logs/sample_{{solver}}{{steps}}_seed{{seed}}.log",
+        wildcard_constraints:
+            solver="euler|heun",
+            steps=r"\d+",
+            seed=r"\d+",
+        conda:
+            "../envs/graftbench.yaml"
+        threads: 2
+        params:
+            py=PY,
+            cfg=CONFIGS["unconditional"],
+            config_slice=config_slice(
+                "unconditional",
+                "model",
+                "sample.solver",
+                "sample.shift",
+                "sample.n_samples",
+                "sample.batch_size",
+            ),
+            device=SUITE.device,
+        shell:
+            "OMP_NUM_THREADS={threads} {params.py} -m graftbench sample --config {params.cfg:q}"
+            " --model {input} --steps {wildcards.steps} --seed {wildcards.seed}"
+            " --device {params.device} --out $(dirname {output.metrics}) > {log} 2>&1"
 
+    rule unconditional_evaluate:
+        input:
+            samples=f"{UNC}/{{run}}/seed{{seed}}/samples",
+            reference=rules.unconditional_data.output.test,
+            features=rules.unconditional_features.output,
+        output:
+            f"{UNC}/{{run}}/seed{{seed}}/eval.json",
+        log:
+            f"{UNC}/logs/evaluate_{{run}}_seed{{seed}}.log",
+        conda:
+            "../envs/graftbench.yaml"
+        threads: 1
+        params:
+            py=PY,
+            backends=UNC_BACKENDS,
+            device=SUITE.device,
+        shell:
+            "OMP_NUM_THREADS={threads} {params.py} -m graftbench evaluate --samples {input.samples}"
+            " --reference {input.reference} {params.backends} --feature-net {input.features}"
+            " --device {params.device} --out {output} > {log} 2>&1"
 
-rule unconditional_pretrain:
-    input:
-        rules.unconditional_data.output.train,
-    output:
-        model=f"{UNC}/model.pt",
-        curve=f"{UNC}/pretrain.jsonl",
-    log:
-        f"{UNC}/logs/pretrain.log",
-    conda:
-        "../envs/graftbench.yaml"
-    threads: 2
-    params:
-        py=PY,
-        cfg=CONFIGS["unconditional"],
-        config_slice=config_slice("unconditional", "model", "pretrain"),
-    shell:
-        "OMP_NUM_THREADS={threads} {params.py} -m graftbench pretrain --config {params.cfg:q}"
-        " --data $(dirname {input}) --out {output.model} --log {output.curve} > {log} 2>&1"
+    rule unconditional_real_floor:
+        input:
+            samples=rules.unconditional_data.output.subset,
+            reference=rules.unconditional_data.output.test,
+            features=rules.unconditional_features.output,
+        output:
+            f"{UNC}/real_data_eval.json",
+        log:
+            f"{UNC}/logs/evaluate_real.log",
+        conda:
+            "../envs/graftbench.yaml"
+        params:
+            py=PY,
+            backends=UNC_BACKENDS,
+            device=SUITE.device,
+        shell:
+            "{params.py} -m graftbench evaluate --samples {input.samples}"
+            " --reference {input.reference} {params.backends} --feature-net {input.features}"
+            " --device {params.device} --out {output} > {log} 2>&1"
 
+    rule unconditional_table:
+        input:
+            runs=expand(
+                f"{UNC}/base_{UNC_CFG.sample.solver}{{steps}}/seed{{seed}}/{{f}}",
+                steps=UNC_CFG.sample.steps,
+                seed=UNC_CFG.seeds,
+                f=["metrics.json", "eval.json"],
+            ),
+            floor=rules.unconditional_real_floor.output,
+        output:
+            table=report(
+                f"{RESULTS}/tables/unconditional.csv",
+                caption="../report/unconditional_table.rst",
+                category="unconditional",
+                subcategory="base",
+                labels={"kind": "table"},
+            ),
+            md=f"{RESULTS}/tables/unconditional.md",
+            figure=report(
+                f"{RESULTS}/figures/unconditional_fid_vs_flops.png",
+                caption="../report/unconditional_figure.rst",
+                category="unconditional",
+                subcategory="base",
+                labels={"kind": "FID vs FLOPs"},
+            ),
+        log:
+            f"{UNC}/logs/aggregate.log",
+        conda:
+            "../envs/graftbench.yaml"
+        params:
+            py=PY,
+            profile=SUITE.profile,
+        shell:
+            "{params.py} -m graftbench aggregate --task unconditional"
+            " --results $(dirname {input.floor}) --profile {params.profile}"
+            " --table {output.table} --figure {output.figure} > {log} 2>&1"
 
-rule unconditional_sample:
-    input:
-        f"{UNC}/model.pt",
-    output:
-        metrics=f"{UNC}/base_{{solver}}{{steps}}/seed{{seed}}/metrics.json",
-        samples=directory(f"{UNC}/base_{{solver}}{{steps}}/seed{{seed}}/samples"),
-    log:
-        f"{UNC}/logs/sample_{{solver}}{{steps}}_seed{{seed}}.log",
-    wildcard_constraints:
-        solver="euler|heun",
-        steps=r"\d+",
-        seed=r"\d+",
-    conda:
-        "../envs/graftbench.yaml"
-    threads: 2
-    params:
-        py=PY,
-        cfg=CONFIGS["unconditional"],
-        config_slice=config_slice(
-            "unconditional",
-            "model",
-            "sample.solver",
-            "sample.shift",
-            "sample.n_samples",
-            "sample.batch_size",
-        ),
-        device=SUITE.device,
-    shell:
-        "OMP_NUM_THREADS={threads} {params.py} -m graftbench sample --config {params.cfg:q}"
-        " --model {input} --steps {wildcards.steps} --seed {wildcards.seed}"
-        " --device {params.device} --out $(dirname {output.metrics}) > {log} 2>&1"
+    # Inverse noise correction: invert training images through the base Euler sampler (one
+    # inversion and one corrector per base step count), then sample corrector -> base.
+    rule unconditional_invert:
+        input:
+            model=rules.unconditional_pretrain.output.model,
+            train=rules.unconditional_data.output.train,
+        output:
+            noise=f"{UNC}/inc/invert_{{steps}}.pt",
+            summary=f"{UNC}/inc/invert_{{steps}}.json",
+        log:
+            f"{UNC}/logs/invert_{{steps}}.log",
+        wildcard_constraints:
+            steps=r"\d+",
+        conda:
+            "../envs/graftbench.yaml"
+        threads: 2
+        params:
+            py=PY,
+            cfg=CONFIGS["unconditional"],
+            config_slice=config_slice(
+                "unconditional", "inc.invert", "inc.train.seed", "sample.shift"
+            ),
+        shell:
+            "OMP_NUM_THREADS={threads} {params.py} -m graftbench invert --config {params.cfg:q}"
+            " --data $(dirname {input.train}) --model {input.model} --steps {wildcards.steps}"
+            " --out {output.noise} > {log} 2>&1"
 
+    rule unconditional_corrector:
+        input:
+            f"{UNC}/inc/invert_{{steps}}.pt",
+        output:
+            model=f"{UNC}/inc/corrector_{{steps}}.pt",
+            summary=f"{UNC}/inc/corrector_{{steps}}.json",
+            curve=f"{UNC}/inc/corrector_{{steps}}.jsonl",
+        log:
+            f"{UNC}/logs/corrector_{{steps}}.log",
+        wildcard_constraints:
+            steps=r"\d+",
+        conda:
+            "../envs/graftbench.yaml"
+        threads: 2
+        params:
+            py=PY,
+            cfg=CONFIGS["unconditional"],
+            config_slice=config_slice(
+                "unconditional",
+                "inc.model",
+                "inc.train",
+                "inc.invert.holdout",
+                "inc.corrector_steps",
+                "sample.shift",
+            ),
+        shell:
+            "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-corrector"
+            " --config {params.cfg:q} --noise {input} --out {output.model} --log {output.curve}"
+            " > {log} 2>&1"
 
-rule unconditional_evaluate:
-    input:
-        samples=f"{UNC}/{{run}}/seed{{seed}}/samples",
-        reference=rules.unconditional_data.output.test,
-        features=rules.unconditional_features.output,
-    output:
-        f"{UNC}/{{run}}/seed{{seed}}/eval.json",
-    log:
-        f"{UNC}/logs/evaluate_{{run}}_seed{{seed}}.log",
-    conda:
-        "../envs/graftbench.yaml"
-    threads: 1
-    params:
-        py=PY,
-        backends=UNC_BACKENDS,
-        device=SUITE.device,
-    shell:
-        "OMP_NUM_THREADS={threads} {params.py} -m graftbench evaluate --samples {input.samples}"
-        " --reference {input.reference} {params.backends} --feature-net {input.features}"
-        " --device {params.device} --out {output} > {log} 2>&1"
+    rule unconditional_sample_inc:
+        input:
+            model=rules.unconditional_pretrain.output.model,
+            corrector=f"{UNC}/inc/corrector_{{steps}}.pt",
+        output:
+            metrics=f"{UNC}/inc_euler{{steps}}_c{{csteps}}/seed{{seed}}/metrics.json",
+            samples=directory(
+                f"{UNC}/inc_euler{{steps}}_c{{csteps}}/seed{{seed}}/samples"
+            ),
+        log:
+            f"{UNC}/logs/sample_inc_euler{{steps}}_c{{csteps}}_seed{{seed}}.log",
+        wildcard_constraints:
+            steps=r"\d+",
+            csteps=r"\d+",
+            seed=r"\d+",
+        conda:
+            "../envs/graftbench.yaml"
+        threads: 2
+        params:
+            py=PY,
+            cfg=CONFIGS["unconditional"],
+            config_slice=config_slice(
+                "unconditional",
+                "inc.model",
+                "sample.solver",
+                "sample.shift",
+                "sample.n_samples",
+                "sample.batch_size",
+            ),
+            device=SUITE.device,
+        shell:
+            "OMP_NUM_THREADS={threads} {params.py} -m graftbench sample --config {params.cfg:q}"
+            " --model {input.model} --steps {wildcards.steps} --seed {wildcards.seed}"
+            " --corrector {input.corrector} --corrector-steps {wildcards.csteps}"
+            " --device {params.device} --out $(dirname {output.metrics}) > {log} 2>&1"
 
-
-rule unconditional_real_floor:
-    input:
-        samples=rules.unconditional_data.output.subset,
-        reference=rules.unconditional_data.output.test,
-        features=rules.unconditional_features.output,
-    output:
-        f"{UNC}/real_data_eval.json",
-    log:
-        f"{UNC}/logs/evaluate_real.log",
-    conda:
-        "../envs/graftbench.yaml"
-    params:
-        py=PY,
-        backends=UNC_BACKENDS,
-        device=SUITE.device,
-    shell:
-        "{params.py} -m graftbench evaluate --samples {input.samples}"
-        " --reference {input.reference} {params.backends} --feature-net {input.features}"
-        " --device {params.device} --out {output} > {log} 2>&1"
-
-
-rule unconditional_table:
-    input:
-        runs=expand(
-            f"{UNC}/base_{UNC_CFG.sample.solver}{{steps}}/seed{{seed}}/{{f}}",
-            steps=UNC_CFG.sample.steps,
-            seed=UNC_CFG.seeds,
-            f=["metrics.json", "eval.json"],
-        ),
-        floor=rules.unconditional_real_floor.output,
-    output:
-        table=report(
-            f"{RESULTS}/tables/unconditional.csv",
-            caption="../report/unconditional_table.rst",
-            category="unconditional",
-            subcategory="base",
-            labels={"kind": "table"},
-        ),
-        md=f"{RESULTS}/tables/unconditional.md",
-        figure=report(
-            f"{RESULTS}/figures/unconditional_fid_vs_flops.png",
-            caption="../report/unconditional_figure.rst",
-            category="unconditional",
-            subcategory="base",
-            labels={"kind": "FID vs FLOPs"},
-        ),
-    log:
-        f"{UNC}/logs/aggregate.log",
-    conda:
-        "../envs/graftbench.yaml"
-    params:
-        py=PY,
-        profile=SUITE.profile,
-    shell:
-        "{params.py} -m graftbench aggregate --task unconditional"
-        " --results $(dirname {input.floor}) --profile {params.profile}"
-        " --table {output.table} --figure {output.figure} > {log} 2>&1"
-
-
-# Inverse noise correction: invert training images through the base Euler sampler (one
-# inversion and one corrector per base step count), then sample corrector -> base.
-rule unconditional_invert:
-    input:
-        model=rules.unconditional_pretrain.output.model,
-        train=rules.unconditional_data.output.train,
-    output:
-        noise=f"{UNC}/inc/invert_{{steps}}.pt",
-        summary=f"{UNC}/inc/invert_{{steps}}.json",
-    log:
-        f"{UNC}/logs/invert_{{steps}}.log",
-    wildcard_constraints:
-        steps=r"\d+",
-    conda:
-        "../envs/graftbench.yaml"
-    threads: 2
-    params:
-        py=PY,
-        cfg=CONFIGS["unconditional"],
-        config_slice=config_slice(
-            "unconditional", "inc.invert", "inc.train.seed", "sample.shift"
-        ),
-    shell:
-        "OMP_NUM_THREADS={threads} {params.py} -m graftbench invert --config {params.cfg:q}"
-        " --data $(dirname {input.train}) --model {input.model} --steps {wildcards.steps}"
-        " --out {output.noise} > {log} 2>&1"
-
-
-rule unconditional_corrector:
-    input:
-        f"{UNC}/inc/invert_{{steps}}.pt",
-    output:
-        model=f"{UNC}/inc/corrector_{{steps}}.pt",
-        summary=f"{UNC}/inc/corrector_{{steps}}.json",
-        curve=f"{UNC}/inc/corrector_{{steps}}.jsonl",
-    log:
-        f"{UNC}/logs/corrector_{{steps}}.log",
-    wildcard_constraints:
-        steps=r"\d+",
-    conda:
-        "../envs/graftbench.yaml"
-    threads: 2
-    params:
-        py=PY,
-        cfg=CONFIGS["unconditional"],
-        config_slice=config_slice(
-            "unconditional",
-            "inc.model",
-            "inc.train",
-            "inc.invert.holdout",
-            "inc.corrector_steps",
-            "sample.shift",
-        ),
-    shell:
-        "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-corrector"
-        " --config {params.cfg:q} --noise {input} --out {output.model} --log {output.curve}"
-        " > {log} 2>&1"
-
-
-rule unconditional_sample_inc:
-    input:
-        model=rules.unconditional_pretrain.output.model,
-        corrector=f"{UNC}/inc/corrector_{{steps}}.pt",
-    output:
-        metrics=f"{UNC}/inc_euler{{steps}}_c{{csteps}}/seed{{seed}}/metrics.json",
-        samples=directory(f"{UNC}/inc_euler{{steps}}_c{{csteps}}/seed{{seed}}/samples"),
-    log:
-        f"{UNC}/logs/sample_inc_euler{{steps}}_c{{csteps}}_seed{{seed}}.log",
-    wildcard_constraints:
-        steps=r"\d+",
-        csteps=r"\d+",
-        seed=r"\d+",
-    conda:
-        "../envs/graftbench.yaml"
-    threads: 2
-    params:
-        py=PY,
-        cfg=CONFIGS["unconditional"],
-        config_slice=config_slice(
-            "unconditional",
-            "inc.model",
-            "sample.solver",
-            "sample.shift",
-            "sample.n_samples",
-            "sample.batch_size",
-        ),
-        device=SUITE.device,
-    shell:
-        "OMP_NUM_THREADS={threads} {params.py} -m graftbench sample --config {params.cfg:q}"
-        " --model {input.model} --steps {wildcards.steps} --seed {wildcards.seed}"
-        " --corrector {input.corrector} --corrector-steps {wildcards.csteps}"
-        " --device {params.device} --out $(dirname {output.metrics}) > {log} 2>&1"
-
-
-rule inc_table:
-    input:
-        base=expand(
-            f"{UNC}/base_euler{{steps}}/seed{{seed}}/{{f}}",
-            steps=UNC_CFG.sample.steps,
-            seed=UNC_CFG.seeds,
-            f=["metrics.json", "eval.json"],
-        ),
-        inc=expand(
-            f"{UNC}/inc_euler{{steps}}_c{{csteps}}/seed{{seed}}/{{f}}",
-            steps=UNC_CFG.inc.base_steps,
-            csteps=UNC_CFG.inc.corrector_steps,
-            seed=UNC_CFG.seeds,
-            f=["metrics.json", "eval.json"],
-        ),
-        diagnostics=expand(
-            f"{UNC}/inc/{{kind}}_{{steps}}.json",
-            kind=["invert", "corrector"],
-            steps=UNC_CFG.inc.base_steps,
-        ),
-        floor=rules.unconditional_real_floor.output,
-    output:
-        table=report(
-            f"{RESULTS}/tables/inc.csv",
-            caption="../report/inc_table.rst",
-            category="unconditional",
-            subcategory="inc",
-            labels={"kind": "table"},
-        ),
-        md=f"{RESULTS}/tables/inc.md",
-        figure=report(
-            f"{RESULTS}/figures/inc_fid_vs_flops.png",
-            caption="../report/inc_figure.rst",
-            category="unconditional",
-            subcategory="inc",
-            labels={"kind": "FID vs FLOPs"},
-        ),
-    log:
-        f"{UNC}/logs/aggregate_inc.log",
-    conda:
-        "../envs/graftbench.yaml"
-    params:
-        py=PY,
-        profile=SUITE.profile,
-    shell:
-        "{params.py} -m graftbench aggregate --task inc"
-        " --results $(dirname {input.floor}) --profile {params.profile}"
-        " --table {output.table} --figure {output.figure} > {log} 2>&1"
+    rule inc_table:
+        input:
+            base=expand(
+                f"{UNC}/base_euler{{steps}}/seed{{seed}}/{{f}}",
+                steps=UNC_CFG.sample.steps,
+                seed=UNC_CFG.seeds,
+                f=["metrics.json", "eval.json"],
+            ),
+            inc=expand(
+                f"{UNC}/inc_euler{{steps}}_c{{csteps}}/seed{{seed}}/{{f}}",
+                steps=UNC_CFG.inc.base_steps,
+                csteps=UNC_CFG.inc.corrector_steps,
+                seed=UNC_CFG.seeds,
+                f=["metrics.json", "eval.json"],
+            ),
+            diagnostics=expand(
+                f"{UNC}/inc/{{kind}}_{{steps}}.json",
+                kind=["invert", "corrector"],
+                steps=UNC_CFG.inc.base_steps,
+            ),
+            floor=rules.unconditional_real_floor.output,
+        output:
+            table=report(
+                f"{RESULTS}/tables/inc.csv",
+                caption="../report/inc_table.rst",
+                category="unconditional",
+                subcategory="inc",
+                labels={"kind": "table"},
+            ),
+            md=f"{RESULTS}/tables/inc.md",
+            figure=report(
+                f"{RESULTS}/figures/inc_fid_vs_flops.png",
+                caption="../report/inc_figure.rst",
+                category="unconditional",
+                subcategory="inc",
+                labels={"kind": "FID vs FLOPs"},
+            ),
+        log:
+            f"{UNC}/logs/aggregate_inc.log",
+        conda:
+            "../envs/graftbench.yaml"
+        params:
+            py=PY,
+            profile=SUITE.profile,
+        shell:
+            "{params.py} -m graftbench aggregate --task inc"
+            " --results $(dirname {input.floor}) --profile {params.profile}"
+            " --table {output.table} --figure {output.figure} > {log} 2>&1"

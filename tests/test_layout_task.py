@@ -26,7 +26,9 @@ def smoke_config(**over) -> LayoutConfig:
     from graftbench.spec import merge
 
     spec = yaml.safe_load((ROOT / "tasks/layout.yaml").read_text())["layout"]
-    return parse(LayoutConfig, merge(merge(spec["base"], spec["profiles"]["smoke"]), over), "layout")
+    return parse(
+        LayoutConfig, merge(merge(spec["base"], spec["profiles"]["smoke"]), over), "layout"
+    )
 
 
 def test_adapter_pads_conditions_and_keeps_shapes():
@@ -154,7 +156,9 @@ def test_verbs_write_finished_runs(pipeline):
         assert 0 < m["heldout_reward"] <= 1 and 0 <= m["max_iou"] <= 1 and m["fid"] >= 0
         samples = layout_data.read_json(root / run / "seed0/samples.json")
         held = layout_data.read_json(root / "data/test.json")[: cfg.evaluate.heldout_conditions]
-        assert [layout_data.condition(s) for s in samples] == [layout_data.condition(h) for h in held]
+        assert [layout_data.condition(s) for s in samples] == [
+            layout_data.condition(h) for h in held
+        ]
         if run == "base":
             assert m["reward_queries"] == 0 and m["drift"] == 0
             continue

@@ -83,6 +83,20 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     for name in ("t2i_reward_vs_queries", "t2i_pgraft_vs_ni", "t2i_samples"):
         assert (wf / f"results/smoke/figures/{name}.png").stat().st_size > 1000
     assert "P-GRAFT +8.81%" in (tables / "t2i.md").read_text()
+    # layout: every run (GRAFT with both rules), at equal reward queries, with the figures
+    lay = pd.read_csv(tables / "layout.csv")
+    lay_smoke = yaml.safe_load((wf / "tasks/layout.yaml").read_text())["layout"]["profiles"][
+        "smoke"
+    ]
+    n_i = lay_smoke["pgraft"]["intermediate_steps"]
+    assert list(lay["run"]) == ["base", "graft", "graft_threshold", *[f"pgraft{n}" for n in n_i],
+                                "ddpo"]  # fmt: skip
+    assert (lay["n_seeds"] == len(lay_smoke["seeds"])).all()
+    tuned = lay[lay["run"] != "base"]
+    assert (tuned["reward_queries_mean"] == lay_smoke["graft"]["loop"]["reward_budget"]).all()
+    assert lay["heldout_reward_mean"].between(0, 1).all() and lay["fid_mean"].notna().all()
+    for name in ("layout_reward_vs_queries", "layout_pgraft_vs_ni", "layout_samples"):
+        assert (wf / f"results/smoke/figures/{name}.png").stat().st_size > 1000
     # a second run has nothing to do
     again = snakemake(wf, "--profile", "profiles/smoke", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -104,6 +118,7 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     assert "unconditional_fid_vs_flops.png" in html and "unconditional.csv" in html
     assert "inc_fid_vs_flops.png" in html and "inc.csv" in html
     assert "t2i_samples.png" in html and "t2i.csv" in html
+    assert "layout_samples.png" in html and "layout.csv" in html
     assert_report_renders(wf / "report.html", tmp_path / "chromium")
     # and the summary verb prints the tables in the terminal
     summary = subprocess.run([sys.executable, "-m", "graftbench", "summary", "--results",
@@ -138,7 +153,9 @@ CHROMIUM_FLAGS = [
 ]  # fmt: skip
 EXPECTED_RESULTS = ["unconditional.csv", "unconditional_fid_vs_flops.png", "inc.csv",
                     "inc_fid_vs_flops.png", "t2i.csv", "t2i_reward_vs_queries.png",
-                    "t2i_pgraft_vs_ni.png", "t2i_samples.png"]  # fmt: skip
+                    "t2i_pgraft_vs_ni.png", "t2i_samples.png", "layout.csv",
+                    "layout_reward_vs_queries.png", "layout_pgraft_vs_ni.png",
+                    "layout_samples.png"]  # fmt: skip
 
 
 def assert_report_renders(report: Path, scratch: Path) -> None:
@@ -191,6 +208,17 @@ def assert_report_renders(report: Path, scratch: Path) -> None:
 def test_lint_is_clean():
     run = snakemake(ROOT, "--lint", timeout=120)
     assert run.returncode == 0 and "Congratulations" in run.stdout + run.stderr, run.stdout[-2000:]
+
+
+def test_a_subset_of_tasks_plans_only_their_jobs(tmp_path):
+    wf = copy_workflow(tmp_path)
+    run = snakemake(wf, "--profile", "profiles/smoke", "--config", "tasks=[layout]", "-n",
+                    timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    rules = {line.split()[1].rstrip(":") for line in (run.stdout + run.stderr).splitlines()
+             if line.startswith("rule ")}  # fmt: skip
+    assert {"layout_pretrain", "layout_finetune", "layout_table"} <= rules
+    assert not any(r.startswith(("unconditional", "t2i", "inc")) for r in rules), rules
 
 
 def test_schema_is_generated_from_the_dataclasses():
@@ -277,5 +305,5 @@ def test_killed_run_resumes_to_the_same_table(tmp_path):
         df = pd.read_csv(root / f"results/smoke/tables/{name}.csv")
         return df.drop(columns=[c for c in df.columns if c.startswith("wall_s")])
 
-    for name in ("unconditional", "inc", "t2i"):
+    for name in ("unconditional", "inc", "t2i", "layout"):
         pd.testing.assert_frame_equal(table(wf, name), table(plain, name))

@@ -19,6 +19,28 @@ from graftbench import records
 from graftbench.config import ConfigError
 
 
+def check_methods(cfg, task: str) -> None:
+    """The rules every fine-tuning task config obeys, naming the key: the base is among the
+    methods (improvement and drift are measured against it), every method spends the same
+    reward budget, and P-GRAFT's loop has the evaluation sampler's steps (its switch N_I is
+    a state index of that grid)."""
+    if "base" not in cfg.methods:
+        raise ConfigError(f"{task}.methods: must include 'base' (improvement and drift are "
+                          "measured against it)")  # fmt: skip
+    budgets = {m: getattr(cfg, m).loop.reward_budget for m in cfg.methods if m != "base"}
+    if len(set(budgets.values())) > 1:
+        (m0, b0), *rest = budgets.items()
+        m1, b1 = next(kv for kv in rest if kv[1] != b0)
+        raise ConfigError(f"{task}.{m1}.loop.reward_budget: {b1} differs from {task}.{m0}"
+                          f".loop.reward_budget ({b0}); methods are compared at equal reward "
+                          "queries")  # fmt: skip
+    steps = cfg.evaluate.num_steps
+    if "pgraft" in cfg.methods and cfg.pgraft.loop.num_steps != steps:
+        raise ConfigError(f"{task}.pgraft.loop.num_steps: {cfg.pgraft.loop.num_steps} must "
+                          f"equal {task}.evaluate.num_steps ({steps}): P-GRAFT switches models "
+                          "at a state index of that grid")  # fmt: skip
+
+
 def build_method(cfg, task: str, run: str, model, seed: int):
     """The fine-tuning method of a run name (graft, ddpo, pgraft{N_I}, and graft_threshold for
     a task config with that section) on `model`, its loop seeded with the run's seed."""

@@ -39,6 +39,7 @@ from graftbench.methods.ddpo import DDPOConfig
 from graftbench.methods.graft import GraftConfig
 from graftbench.methods.pgraft import PGraftSweep
 from graftbench.methods.selection import SelectionConfig
+from graftbench.tasks.finetuning import check_methods
 from graftbench.train import TrainConfig
 
 Method = Literal["base", "graft", "graft_threshold", "pgraft", "ddpo"]
@@ -112,20 +113,7 @@ class LayoutConfig:
         if self.source == "coco" and not (self.coco.train and self.coco.test):
             raise ConfigError("layout.coco.train and layout.coco.test: source 'coco' needs both "
                               "annotation files (COCO-style JSON, e.g. PubLayNet's)")  # fmt: skip
-        if "base" not in self.methods:
-            raise ConfigError("layout.methods: must include 'base' (improvement and drift are "
-                              "measured against it)")  # fmt: skip
-        budgets = {m: getattr(self, m).loop.reward_budget for m in self.methods if m != "base"}
-        if len(set(budgets.values())) > 1:
-            (m0, b0), *rest = budgets.items()
-            m1, b1 = next(kv for kv in rest if kv[1] != b0)
-            raise ConfigError(f"layout.{m1}.loop.reward_budget: {b1} differs from layout.{m0}"
-                              f".loop.reward_budget ({b0}); methods are compared at equal "
-                              "reward queries")  # fmt: skip
-        if "pgraft" in self.methods and self.pgraft.loop.num_steps != self.evaluate.num_steps:
-            raise ConfigError(f"layout.pgraft.loop.num_steps: {self.pgraft.loop.num_steps} must "
-                              f"equal layout.evaluate.num_steps ({self.evaluate.num_steps}): "
-                              "P-GRAFT switches models at a state index of that grid")  # fmt: skip
+        check_methods(self, "layout")
 
     def runs(self) -> list[str]:
         """Run names, in table order: base, graft, pgraft{N_I}..., ddpo."""

@@ -37,6 +37,7 @@ from graftbench.t2i.verifier import VerifierConfig, verify
 from graftbench.tasks.finetuning import (
     base_record,
     build_method,
+    check_methods,
     eval_segments,
     plain_factory,
     run_record,
@@ -95,25 +96,7 @@ class T2IConfig:
         if self.finetune_prompts < 0:
             raise ConfigError(f"t2i.finetune_prompts: {self.finetune_prompts} must be >= 0 "
                               "(0 = every training prompt)")  # fmt: skip
-        if "base" not in self.methods:
-            raise ConfigError("t2i.methods: must include 'base' (improvement and drift are "
-                              "measured against it)")  # fmt: skip
-        tuned = [m for m in self.methods if m != "base"]
-        budgets = {m: getattr(self, m).loop.reward_budget for m in tuned}
-        if len(set(budgets.values())) > 1:
-            first, *rest = budgets.items()
-            other = next(kv for kv in rest if kv[1] != first[1])
-            raise ConfigError(
-                f"t2i.{other[0]}.loop.reward_budget: {other[1]} differs from "
-                f"t2i.{first[0]}.loop.reward_budget ({first[1]}); methods are compared at "
-                "equal reward queries"
-            )
-        if "pgraft" in self.methods and self.pgraft.loop.num_steps != self.evaluate.num_steps:
-            raise ConfigError(
-                f"t2i.pgraft.loop.num_steps: {self.pgraft.loop.num_steps} must equal "
-                f"t2i.evaluate.num_steps ({self.evaluate.num_steps}): P-GRAFT switches models "
-                "at a state index of that grid"
-            )
+        check_methods(self, "t2i")
 
     def runs(self) -> list[str]:
         """Run names, in table order: base, graft, pgraft{N_I}..., ddpo."""
