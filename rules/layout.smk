@@ -183,7 +183,8 @@ if "layout" in SUITE.tasks:
         params:
             py=PY,
             profile=SUITE.profile,
-            results=LAY,
+            # the task folder: {LAY}/{run}/seed{n}/metrics.json -> {LAY}
+            results=lambda w, input: str(Path(input[0]).parents[2]),
         shell:
             "{params.py} -m graftbench aggregate --task layout --results {params.results}"
             " --profile {params.profile} --table {output.table} --figure {output.curve}"

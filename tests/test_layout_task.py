@@ -121,6 +121,15 @@ def test_config_rules_name_the_key(over, message):
         smoke_config(**over)
 
 
+def test_coco_source_names_the_missing_file(tmp_path):
+    from graftbench.tasks.layout import prepare_data
+
+    cfg = smoke_config(source="coco", coco={"train": str(tmp_path / "train.json"),
+                                            "test": str(tmp_path / "val.json")})  # fmt: skip
+    with pytest.raises(InputError, match=r"layout.coco.train: .*train.json does not exist"):
+        prepare_data(cfg, tmp_path / "data")
+
+
 def test_runs_in_table_order():
     assert smoke_config().runs() == ["base", "graft", "graft_threshold", "pgraft2", "ddpo"]
 

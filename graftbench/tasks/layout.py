@@ -129,6 +129,13 @@ class LayoutConfig:
 def prepare_data(cfg: LayoutConfig, out: Path) -> dict:
     """Write the train and test layouts (generated, or read from the user's COCO files)."""
     if cfg.source == "coco":
+        for key in ("train", "test"):
+            if not Path(getattr(cfg.coco, key)).is_file():
+                raise InputError(
+                    f"layout.coco.{key}: {getattr(cfg.coco, key)} does not exist; source 'coco' "
+                    "reads COCO-style layout annotations you supply (PubLayNet's train.json / "
+                    "val.json, or RICO converted to COCO form)"
+                )
         train = layout_data.load_coco(cfg.coco.train, cfg.data.max_elements)
         test = layout_data.load_coco(cfg.coco.test, cfg.data.max_elements)
         if cfg.coco.max_train:
