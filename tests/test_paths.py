@@ -80,3 +80,23 @@ def test_rectified_flow_target_is_the_marginal_velocity():
     intercept = -MU - slope * (1 - s) * MU
     a, b = regress(pair.xt, pair.target)
     assert a == pytest.approx(slope, abs=5e-3) and b == pytest.approx(intercept, abs=5e-3)
+
+
+@pytest.mark.parametrize("t_i, t", [(500, 501), (200, 210), (500, 900)])
+def test_pgraft_weight_makes_the_epsilon_target_unit_variance(t_i, t):
+    """`pgraft.target_weight` is 1 / c(t)^2 for the epsilon target c(t) eps': weighted, the
+    target's second moment is 1 at every t, however large c(t) grows next to t_I."""
+    from graftbench.methods.pgraft import target_weight
+
+    abar = DDPMScheduler(beta_schedule="squaredcos_cap_v2").alphas_cumprod.double()
+    g = torch.Generator().manual_seed(0)
+    x_i, noise = (
+        torch.randn(N, generator=g, dtype=torch.float64),
+        torch.randn(N, generator=g, dtype=torch.float64),
+    )
+    tt = torch.full((N,), t)
+    target = ddpm_from_intermediate(x_i, noise, tt, torch.full((N,), t_i), abar).target
+    w = target_weight(abar, tt, t_i)
+    assert (w * target**2).mean().item() == pytest.approx(1.0, abs=0.01)
+    if t == t_i + 1:  # unweighted, the target right above t_I is two orders of magnitude larger
+        assert (target**2).mean().item() > 50

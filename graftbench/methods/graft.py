@@ -69,7 +69,8 @@ class Graft:
 
     loss_fn: the denoising loss on accepted final samples, default
     `losses.denoising_loss` (any adapter with `alphas_cumprod`, `prediction_type` and
-    `denoise`; Min-SNR weighted where its `cfg.min_snr_gamma` is set). dedup_key: identity of a decoded sample.
+    `denoise`; Min-SNR weighted where its `cfg.min_snr_gamma` is set). dedup_key: identity
+    of a decoded sample.
     """
 
     def __init__(self, model: ModelAdapter, cfg: GraftConfig, loss_fn: DenoisingLoss | None = None,
