@@ -9,14 +9,16 @@ import torch
 from graftbench.paths import ddpm_pair
 
 
-def denoising_loss(model, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator):
-    """Squared error of model.denoise over t ~ U{0, ..., T-1} and Gaussian noise, averaged
+def denoising_loss(model, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator,
+                   t_min: int = 0):  # fmt: skip
+    """Squared error of model.denoise over t ~ U{t_min, ..., T-1} and Gaussian noise, averaged
     per sample, Min-SNR weighted if model.cfg.min_snr_gamma is set, then averaged over the
     batch: the loss of pre-training and of GRAFT's fine-tuning alike. model: any adapter with
     alphas_cumprod, prediction_type and denoise (a Text2ImageAdapter, a LayoutAdapter); x0
     (batch, *sample_shape) in model space; cond: what model.encode_condition returned. Noise
-    and t come from `generator` (on the CPU, as train.fit's) and move to x0's device."""
-    t = torch.randint(len(model.alphas_cumprod), (len(x0),), generator=generator)
+    and t come from `generator` (on the CPU, as train.fit's) and move to x0's device.
+    t_min > 0 leaves the low-noise end out (GRAFT's `t_min`)."""
+    t = torch.randint(t_min, len(model.alphas_cumprod), (len(x0),), generator=generator)
     noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
     t, noise = t.to(x0.device), noise.to(x0.device)
     abar = model.alphas_cumprod.to(x0.device)

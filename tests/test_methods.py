@@ -367,3 +367,26 @@ def test_methods_run_unchanged_on_the_text_to_image_model(name, tmp_path):
                            if "lora_" not in k)  # fmt: skip
             with pytest.raises(ValueError, match="already has adapters"):
                 PGraft(model, method.cfg)
+
+
+def test_graft_t_min_leaves_the_low_noise_end_out():
+    """GRAFT's `t_min`: the denoising loss draws t from {t_min, ..., T - 1} only; 0 (the
+    default) is the loss of pre-training, drawing the same t from the same generator."""
+    from types import SimpleNamespace
+
+    seen = []
+    model = SimpleNamespace(alphas_cumprod=DDPMScheduler().alphas_cumprod, prediction_type="epsilon",
+                            denoise=lambda x, t, cond: seen.append(t) or torch.zeros_like(x))  # fmt: skip
+    x0 = torch.zeros(4096, 2)
+    denoising_loss(model, x0, None, torch.Generator().manual_seed(0), 300)
+    assert seen[-1].min() >= 300 and seen[-1].max() == 999
+    denoising_loss(model, x0, None, torch.Generator().manual_seed(0))
+    denoising_loss(model, x0, None, torch.Generator().manual_seed(0), 0)
+    assert seen[-1].min() == 0 and torch.equal(seen[-1], seen[-2])
+
+
+def test_t_min_is_validated_and_is_graft_only():
+    with pytest.raises(ConfigError, match="t_min: -1 must be >= 0"):
+        parse(GraftConfig, {"t_min": -1})
+    with pytest.raises(ConfigError, match="t_min: 5; it is GRAFT's"):
+        parse(PGraftConfig, {"loop": {"num_steps": 10}, "intermediate_step": 3, "t_min": 5})

@@ -44,10 +44,16 @@ class GraftConfig:
     selection: SelectionConfig = field(default_factory=SelectionConfig)  # acceptance rule
     optim: OptimConfig = field(default_factory=OptimConfig)  # optimiser, full/unet/LoRA
     epochs: int = 1  # passes over each round's accepted set (RAFT trains epochs on it)
+    t_min: int = 0  # fit the accepted samples only at timesteps t >= t_min (0: the loss of
+    # pre-training, as GRAFT specifies). Fitting the model's own samples at low noise teaches
+    # the denoiser their residual errors, which compound over rounds (BENCHMARKS.md: on
+    # layouts, t_min = 100 turned that drift into a gain); GRAFT only, P-GRAFT trains t > t_I
 
     def __post_init__(self):
         if self.epochs < 1:
             raise ConfigError(f"epochs: {self.epochs} must be at least 1")
+        if self.t_min < 0:
+            raise ConfigError(f"t_min: {self.t_min} must be >= 0")
         sel, m = self.selection, self.loop.samples_per_prompt
         if sel.rule == "top_k" and not 1 <= sel.k <= m:
             raise ConfigError(f"selection.k: {sel.k} must lie in 1..samples_per_prompt={m}")
@@ -99,7 +105,17 @@ class Graft:
 
     def training_data(self, rollout: Rollout) -> tuple[torch.Tensor, DenoisingLoss, dict]:
         """What an accepted sample contributes: its final x_0 (batch, ...) under loss_fn."""
-        return rollout.final, self.loss_fn or denoising_loss, {}
+        if self.loss_fn is not None:
+            return rollout.final, self.loss_fn, {}
+        t_min = self.cfg.t_min
+        if t_min >= len(self.model.alphas_cumprod):
+            raise ConfigError(f"t_min: {t_min} must be below the model's "
+                              f"{len(self.model.alphas_cumprod)} training timesteps")  # fmt: skip
+
+        def loss(model, x, cond, generator):
+            return denoising_loss(model, x, cond, generator, t_min)
+
+        return rollout.final, loss, {}
 
     def update(self, rollout: Rollout, rewards: torch.Tensor, generator: torch.Generator) -> dict:
         """Accept, then fit the accepted samples' training data (`training_data`)."""

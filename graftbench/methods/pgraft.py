@@ -44,6 +44,8 @@ class PGraftConfig(GraftConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.t_min:
+            raise ConfigError(f"t_min: {self.t_min}; it is GRAFT's (P-GRAFT trains t > t_I)")
         if not 1 <= self.intermediate_step < self.loop.num_steps:
             raise ConfigError(f"intermediate_step: {self.intermediate_step} must lie in "
                               f"1..loop.num_steps - 1 = {self.loop.num_steps - 1}")  # fmt: skip
@@ -59,6 +61,8 @@ class PGraftSweep(GraftConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.t_min:
+            raise ConfigError(f"pgraft.t_min: {self.t_min}; it is GRAFT's (P-GRAFT trains t > t_I)")
         n = self.loop.num_steps
         for n_i in self.intermediate_steps:
             if not 1 <= n_i < n:
