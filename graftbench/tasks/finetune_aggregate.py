@@ -33,6 +33,14 @@ def load_runs(task_dir: Path) -> pd.DataFrame:
     return runs.sort_values(["order", "seed"]).drop(columns="order")
 
 
+def summarise_runs(runs: pd.DataFrame, values: list[str]) -> pd.DataFrame:
+    """Mean and CI95 over seeds of `values` per run, rows in table order (`order`)."""
+    from graftbench.aggregate import summarise
+
+    summary = summarise(runs, ["run"], values)
+    return summary.iloc[sorted(range(len(summary)), key=lambda i: order(summary["run"][i]))]
+
+
 def save(fig, path: Path, rect: tuple | None = None) -> None:
     """Lay out (within rect, leaving room for a figure legend) and write a PNG atomically."""
     import matplotlib.pyplot as plt

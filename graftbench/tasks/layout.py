@@ -188,15 +188,18 @@ def layout_metrics(layouts: list, cfg: LayoutConfig, prefix: str = "") -> dict:
             f"{prefix}overlap": float(metrics.overlap(boxes, mask).mean())}  # fmt: skip
 
 
+def condition_mask(conditions, length: int) -> np.ndarray:
+    """(batch, length) bool: True at the elements each class sequence has."""
+    return np.arange(length) < np.array([len(c) for c in conditions])[:, None]
+
+
 def reward_fn(cfg: RewardConfig):
     """The loop's reward: (boxes (batch, L, 4) from model.decode, class-name sequences) ->
     (batch,) `metrics.reward`, elements past each sequence's length masked out."""
     from graftbench.layout import metrics
 
     def reward(boxes: torch.Tensor, conditions) -> np.ndarray:
-        mask = np.zeros(boxes.shape[:2], dtype=bool)
-        for i, c in enumerate(conditions):
-            mask[i, : len(c)] = True
+        mask = condition_mask(conditions, boxes.shape[1])
         return metrics.reward(boxes.detach().cpu().double().numpy(), mask, cfg)
 
     return reward

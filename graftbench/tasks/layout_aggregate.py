@@ -24,6 +24,7 @@ from graftbench.tasks.finetune_aggregate import (
     plot_reward_vs_queries,
     plt_agg,
     save,
+    summarise_runs,
 )
 
 VALUES = [
@@ -35,11 +36,10 @@ VALUES = [
 
 def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) -> None:
     """figures: reward-against-queries, P-GRAFT-against-N_I and samples PNG paths, in order."""
-    from graftbench.aggregate import provenance, summarise, write_table
+    from graftbench.aggregate import provenance, write_table
 
     runs = load_runs(task_dir)
-    summary = summarise(runs, ["run"], VALUES)
-    summary = summary.iloc[sorted(range(len(summary)), key=lambda i: order(summary["run"][i]))]
+    summary = summarise_runs(runs, VALUES)
     first = runs.iloc[0]
     data = records.read_json(task_dir / "data" / "summary.json")
     real = data["real_test"]

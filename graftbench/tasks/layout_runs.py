@@ -16,6 +16,7 @@ from graftbench.tasks.layout import (
     LayoutConfig,
     LayoutEvaluateConfig,
     as_layouts,
+    condition_mask,
     diversity,
     finetune_conditions,
     heldout_layouts,
@@ -201,7 +202,7 @@ def finetune(cfg: LayoutConfig, model_path: Path, data_dir: Path, features: Path
     if base.shape != boxes.shape:
         raise InputError(f"{base_boxes}: base boxes {base.shape} do not match this run's "
                          f"{boxes.shape}; rerun the base evaluation")  # fmt: skip
-    mask = padded(as_layouts(boxes, evaluator.held_conditions + evaluator.train_conditions), cfg)[2]
+    mask = condition_mask(evaluator.held_conditions + evaluator.train_conditions, boxes.shape[1])
     ev["drift"] = float(np.sqrt(((boxes - base) ** 2)[mask].mean()))
     ev["curve_reward"] = rows[-1]["curve_reward"]
     metrics = run_record(rows, run, seed, n_i, flops_per_call(model), 1, t0, train_s, device)

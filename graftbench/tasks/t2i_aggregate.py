@@ -24,6 +24,7 @@ from graftbench.tasks.finetune_aggregate import (
     plot_reward_vs_queries,
     plt_agg,
     save,
+    summarise_runs,
 )
 
 # The paper's T2I claim (GenAI-Bench with SD v2, VQAScore), shown beside our table, never
@@ -41,11 +42,10 @@ VALUES = [
 
 def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) -> None:
     """figures: reward-against-queries, P-GRAFT-against-N_I and samples PNG paths, in order."""
-    from graftbench.aggregate import provenance, summarise, write_table
+    from graftbench.aggregate import provenance, write_table
 
     runs = load_runs(task_dir)
-    summary = summarise(runs, ["run"], VALUES)
-    summary = summary.iloc[sorted(range(len(summary)), key=lambda i: order(summary["run"][i]))]
+    summary = summarise_runs(runs, VALUES)
     first = runs.iloc[0]
     budget = int(runs["reward_queries"].max())
     notes = [
