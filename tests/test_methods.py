@@ -12,6 +12,8 @@ by sqrt(alpha_bar) (the T2I model predicts v for the same reason).
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import math
 from types import SimpleNamespace
 
@@ -188,6 +190,64 @@ def test_the_loop_stops_exactly_at_the_budget(base):
     counter(torch.zeros(8, 2), [0] * 8)
     with pytest.raises(RuntimeError, match="budget"):
         counter(torch.zeros(4, 2), [0] * 4)
+
+
+RESUME_LOOP = LoopConfig(reward_budget=192, prompts_per_round=2, samples_per_prompt=16,
+                         num_steps=6, sample_batch=64)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_a_killed_loop_resumes_from_its_checkpoint_with_the_same_rounds(base, name, tmp_path):
+    """6 rounds; the reward raises during round 3 (as a kill would land), after rounds 0-2
+    were checkpointed; the rerun continues from round 3 and ends with the weights, optimiser
+    state and rounds of an uninterrupted run, bit for bit."""
+
+    def build():
+        method = METHODS[name](copy.deepcopy(base))
+        method.cfg = dataclasses.replace(method.cfg, loop=RESUME_LOOP)
+        return method
+
+    def params(method):
+        return [p.detach().clone() for p in method.model.network.parameters()]
+
+    whole = build()
+    rows = run(whole, [0, 1], reward, RESUME_LOOP, checkpoint=tmp_path / "a.partial",
+               checkpoint_every_s=0)  # fmt: skip
+    calls = []
+
+    def killed(x, conds):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return reward(x, conds)
+
+    ckpt, log = tmp_path / "b.partial", tmp_path / "b.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        run(build(), [0, 1], killed, RESUME_LOOP, checkpoint=ckpt, checkpoint_every_s=0, log=log)
+    assert len(log.read_text().splitlines()) == 3
+    resumed, scored = build(), []
+
+    def counted(x, conds):
+        scored.append(len(conds))
+        return reward(x, conds)
+
+    again = run(resumed, [0, 1], counted, RESUME_LOOP, checkpoint=ckpt, checkpoint_every_s=0,
+                log=log)  # fmt: skip
+    assert len(scored) == 3, "the rerun must continue after round 2, not start over"
+    assert len(again) == len(rows) == 6
+    skip = {"sample_s", "reward_s", "train_s", "elapsed_s"}
+    for a, b in zip(rows, again, strict=True):
+        assert {k: v for k, v in a.items() if k not in skip} == {
+            k: v for k, v in b.items() if k not in skip
+        }
+    assert all(torch.equal(p, q) for p, q in zip(params(whole), params(resumed), strict=True))
+    assert [r["round"] for r in map(json.loads, log.read_text().splitlines())] == list(range(6))
+    # a checkpoint written under another config is not resumed
+    other = build()
+    other.cfg = dataclasses.replace(other.cfg, optim=dataclasses.replace(other.cfg.optim, lr=1e-5))
+    scored.clear()
+    run(other, [0, 1], counted, RESUME_LOOP, checkpoint=ckpt)
+    assert len(scored) == 6
 
 
 def test_graft_top_k_trains_only_on_accepted_samples(base):

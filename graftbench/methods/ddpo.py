@@ -127,6 +127,16 @@ class DDPO:
         self.updater = Updater(model, cfg.optim)
         self.tracker = PromptStatTracker(cfg.stat_buffer, cfg.stat_min_count)
 
+    def state_dict(self) -> dict:
+        """The updater's state and the per-prompt reward windows (advantages depend on them)."""
+        return {**self.updater.state_dict(),
+                "prompt_stats": {k: list(v) for k, v in self.tracker.stats.items()}}  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updater.load_state_dict(state)
+        self.tracker.stats = {k: deque(v, maxlen=self.tracker.buffer)
+                              for k, v in state["prompt_stats"].items()}  # fmt: skip
+
     def _denoiser(self, inputs: list, grad: bool = False):
         return denoiser(self.model, inputs, self.cfg.loop.guidance_scale, grad)
 

@@ -85,6 +85,12 @@ class Graft:
         self.scheduler = model.scheduler(cfg.loop.scheduler)
         self.updater = Updater(model, cfg.optim)
 
+    def state_dict(self) -> dict:
+        return self.updater.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updater.load_state_dict(state)
+
     def _factory(self, model: ModelAdapter):
         return lambda inputs: denoiser(model, inputs, self.cfg.loop.guidance_scale)
 

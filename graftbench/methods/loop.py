@@ -16,6 +16,7 @@ final states to what the reward scores, `scheduler` gives the sampler.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
@@ -91,11 +92,18 @@ class Rollout:
 
 class Method(Protocol):
     model: ModelAdapter
+    cfg: Any  # the method's config dataclass, with a `loop` section
 
     def sample(self, inputs: list, generator: torch.Generator) -> Rollout: ...
 
     def update(self, rollout: Rollout, rewards: torch.Tensor, generator: torch.Generator) -> dict:
         """rewards: (groups, M). Returns statistics for the round's log line."""
+
+    def state_dict(self) -> dict:
+        """Everything `update` has changed (trained weights, optimiser, running statistics),
+        for `run`'s resumable checkpoints."""
+
+    def load_state_dict(self, state: dict) -> None: ...
 
 
 class RewardCounter:
@@ -175,6 +183,22 @@ class Updater:
         self.opt.zero_grad(set_to_none=True)
         return float(norm)
 
+    def state_dict(self) -> dict:
+        """What fine-tuning has changed: the trained parameters (in `params` order, which
+        the optimiser's state refers to) and the optimiser's moments. Frozen weights are
+        rebuilt from the pre-trained checkpoint, so they are not stored again."""
+        return {"params": [p.detach().cpu().clone() for p in self.params],
+                "optimizer": self.opt.state_dict()}  # fmt: skip
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["params"]) != len(self.params):
+            raise ValueError(f"checkpoint has {len(state['params'])} trained tensors, the "
+                             f"model {len(self.params)}")  # fmt: skip
+        for p, saved in zip(self.params, state["params"], strict=True):
+            p.copy_(saved)
+        self.opt.load_state_dict(state["optimizer"])
+
 
 Segment = tuple[Callable[[list], Denoiser], int | None]  # (inputs -> callable, stop step)
 
@@ -231,7 +255,8 @@ def _join_batches(parts: list[Trajectory]) -> Trajectory:
 
 def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *,
         model_input: Callable[[Any], Any] | None = None, log: str | Path | None = None,
-        on_round: Callable[[dict], dict] | None = None) -> list[dict]:  # fmt: skip
+        on_round: Callable[[dict], dict] | None = None, checkpoint: str | Path | None = None,
+        checkpoint_every_s: float = 60.0) -> list[dict]:  # fmt: skip
     """Run rounds until `cfg.reward_budget` reward queries are spent; return the log rows.
 
     conditions: the training conditions, passed to the reward as they are (e.g. scenes.Prompt)
@@ -239,6 +264,13 @@ def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *
     log: JSON-lines file that gets one row per round (`records.append_jsonl`).
     on_round: called with each finished round's row; what it returns (e.g. a held-out score)
     is merged into the row before it is logged.
+    checkpoint: file for the loop's resumable state (the method's `state_dict`, both
+    generators, the condition order, the budget spent and the rows so far), written
+    atomically after a round once `checkpoint_every_s` seconds have passed since the last
+    write, and always after the last round. If it exists and was written by the same method
+    config and conditions, the run continues after its last round and takes the rounds an
+    uninterrupted run would have taken; `log` is rewritten from the stored rows. The caller
+    deletes it once the run's results are written.
     A row: round, reward_queries (so far), n_prompts, reward_mean/max/std (this round's
     training samples), sampler_nfe (network evaluations so far, a CFG pair counting as one),
     nfe_per_sample, sample_s, reward_s, train_s, elapsed_s, sample_flops and train_flops
@@ -252,9 +284,23 @@ def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *
     # sample_diffusion draws step noise on the states' device, so its generator lives there
     g_sample = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     counter, order, rows, nfe, t0 = RewardCounter(reward, cfg.reward_budget), [], [], 0, time.time()
+    fingerprint = _fingerprint(method, conditions)
+    if checkpoint and (state := _resumable(checkpoint, fingerprint)):
+        method.load_state_dict(state["method"])
+        g.set_state(state["generator"])
+        g_sample.set_state(state["sample_generator"])
+        torch.set_rng_state(state["torch_rng"])
+        order, rows, nfe = state["order"], state["rows"], state["nfe"]
+        counter.queries = state["queries"]
+        t0 -= rows[-1]["elapsed_s"]
+        if log:
+            Path(log).unlink(missing_ok=True)
+            for row in rows:
+                records.append_jsonl(log, row)
+    saved_at = time.time()
     # quiet when not on a terminal (disable=None), as in train.fit
-    bar = tqdm(total=cfg.reward_budget, desc="fine-tune (reward queries)", mininterval=5,
-               disable=None)  # fmt: skip
+    bar = tqdm(total=cfg.reward_budget, initial=counter.queries, desc="fine-tune (reward queries)",
+               mininterval=5, disable=None)  # fmt: skip
     while counter.remaining:
         groups = min(cfg.prompts_per_round, counter.remaining // m)
         picked = []
@@ -299,10 +345,40 @@ def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *
         rows.append(row)
         if log:
             records.append_jsonl(log, row)
+        if checkpoint and (not counter.remaining or time.time() - saved_at >= checkpoint_every_s):
+            records.save_checkpoint(checkpoint, {
+                "method": method.state_dict(), "generator": g.get_state(),
+                "sample_generator": g_sample.get_state(), "torch_rng": torch.get_rng_state(),
+                "order": order, "rows": rows, "nfe": nfe, "queries": counter.queries,
+            }, fingerprint)  # fmt: skip
+            saved_at = time.time()
         bar.update(len(conds))
         bar.set_postfix(reward=f"{row['reward_mean']:.3f}", refresh=False)
     bar.close()
     return rows
+
+
+def _fingerprint(method: Method, conditions: Sequence) -> dict:
+    """What must match for a checkpoint to be resumed: the method, its whole config (budget,
+    sampler, optimiser, seed) and the training conditions."""
+    cfg = method.cfg
+    return {"method": type(method).__name__,
+            "config": dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else repr(cfg),
+            "conditions": [repr(c) for c in conditions]}  # fmt: skip
+
+
+def _resumable(path: str | Path, fingerprint: dict) -> dict | None:
+    """The checkpoint's state if it exists and was written for `fingerprint`, else None (a
+    stale checkpoint from another config is reported and ignored: the run starts over)."""
+    if not Path(path).exists():
+        return None
+    state = records.load_checkpoint(path)
+    if state.get("config") != fingerprint:
+        print(f"{path}: written by another method config or condition list; starting over")
+        return None
+    print(f"{path}: resuming after round {len(state['rows']) - 1} "
+          f"({state['queries']} reward queries spent)")  # fmt: skip
+    return state
 
 
 @contextmanager

@@ -85,9 +85,10 @@ def eval_segments(method, model) -> tuple[list, int | None]:
 
 def run_with_curve(method, conditions: Sequence, reward, curve: Callable[[], float],
                    every: int, out: Path, model_input=None) -> list[dict]:  # fmt: skip
-    """`loop.run` until the budget is spent, logging rounds to out/rounds.jsonl (a rerun
-    starts over: the loop replays the same rounds) with a held-out `curve()` point every
-    `every` rounds and after the last."""
+    """`loop.run` until the budget is spent, logging rounds to out/rounds.jsonl with a
+    held-out `curve()` point every `every` rounds and after the last. The loop's state is
+    checkpointed to out/`LOOP_CHECKPOINT`, so a killed run continues from its last saved
+    round; the caller removes it (`finish`) once the run's results are written."""
     from graftbench.methods.loop import run
 
     budget = method.cfg.loop.reward_budget
@@ -100,7 +101,15 @@ def run_with_curve(method, conditions: Sequence, reward, curve: Callable[[], flo
     log = out / "rounds.jsonl"
     log.unlink(missing_ok=True)
     return run(method, conditions, reward, method.cfg.loop, model_input=model_input, log=log,
-               on_round=on_round)  # fmt: skip
+               on_round=on_round, checkpoint=out / LOOP_CHECKPOINT)  # fmt: skip
+
+
+LOOP_CHECKPOINT = "loop.partial"  # the fine-tuning loop's resumable state, in the run folder
+
+
+def finish(out: Path) -> None:
+    """Drop the loop checkpoint of a run whose results are all written."""
+    (out / LOOP_CHECKPOINT).unlink(missing_ok=True)
 
 
 def run_record(rows: list[dict], run: str, seed: int, n_i: int | None, f_call: int,

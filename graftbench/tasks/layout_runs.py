@@ -185,7 +185,13 @@ def finetune(cfg: LayoutConfig, model_path: Path, data_dir: Path, features: Path
     the reward budget is spent (a held-out curve point every `evaluate.curve_every` rounds);
     then evaluate it, and its drift from the base on the same evaluation noise."""
     from graftbench.layout.model import LayoutAdapter
-    from graftbench.tasks.finetuning import build_method, eval_segments, run_record, run_with_curve
+    from graftbench.tasks.finetuning import (
+        build_method,
+        eval_segments,
+        finish,
+        run_record,
+        run_with_curve,
+    )
 
     t0 = time.perf_counter()
     model = LayoutAdapter.load(model_path, device)
@@ -208,4 +214,5 @@ def finetune(cfg: LayoutConfig, model_path: Path, data_dir: Path, features: Path
     metrics = run_record(rows, run, seed, n_i, flops_per_call(model), 1, t0, train_s, device)
     model.save(out / "model.pt", to_dict(cfg))
     _write_run(out, metrics, ev, boxes, evaluator)
+    finish(out)
     return {**metrics, **ev}

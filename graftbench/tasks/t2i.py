@@ -39,6 +39,7 @@ from graftbench.tasks.finetuning import (
     build_method,
     check_methods,
     eval_segments,
+    finish,
     plain_factory,
     run_record,
     run_with_curve,
@@ -295,4 +296,5 @@ def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images:
     metrics = run_record(rows, run, seed, n_i, flops_per_call(model), calls, t0, train_s, device)
     model.save(out / "model.pt", to_dict(cfg))
     _write_run(out, metrics, ev, images, cfg)
+    finish(out)
     return {**metrics, **ev}
