@@ -9,31 +9,40 @@ from pathlib import Path
 
 from graftbench import records
 from graftbench.config import InputError
-from graftbench.data.images import IMAGE_SUFFIXES
+from graftbench.data.images import IMAGE_SUFFIXES, open_image
 from graftbench.metrics import fid as fidlib
 
 
 def check_sample_folder(folder: str | Path) -> int:
-    """Number of images in `folder`; a clear error if it is missing, empty or its
-    conditions.jsonl (when present beside it) is malformed or of another length."""
+    """Number of images in `folder`; a clear error naming the file if the folder is missing
+    or empty, an image is unreadable or of another size than the first (samples of one run
+    share one size: a mixed folder is a mistake), or conditions.jsonl (when present beside
+    it) has a line that is not a JSON object or another number of lines."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder of samples")
-    n = sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if n == 0:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
         raise FileNotFoundError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
+    first = open_image(files[0]).size
+    for f in files[1:]:
+        if (size := open_image(f).size) != first:
+            raise InputError(f"{f}: {size[0]}x{size[1]}, but {files[0].name} is "
+                             f"{first[0]}x{first[1]}; the samples of a folder share one size")  # fmt: skip
     conditions = folder.parent / "conditions.jsonl"
     if conditions.exists():
         rows = 0
         for lineno, line in enumerate(conditions.read_text().splitlines(), 1):
             try:
-                json.loads(line)
+                row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise InputError(f"{conditions}:{lineno}: not a JSON object ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{conditions}:{lineno}: not a JSON object (got {line.strip()!r})")
             rows += 1
-        if rows != n:
-            raise InputError(f"{conditions}: {rows} lines for {n} images in {folder}")
-    return n
+        if rows != len(files):
+            raise InputError(f"{conditions}: {rows} lines for {len(files)} images in {folder}")
+    return len(files)
 
 
 def evaluate_fid(samples: str | Path, reference: str | Path, backends: list[str], device: str,

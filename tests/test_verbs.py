@@ -10,6 +10,8 @@ from PIL import Image
 
 from graftbench import records
 from graftbench.__main__ import main
+from graftbench.config import InputError
+from graftbench.data.images import DataConfig, load_images
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +123,32 @@ def test_evaluate_rejects_empty_folder_and_bad_conditions(pipeline, tmp_path, ca
     assert main(args) == 2
     assert "conditions.jsonl:2" in capsys.readouterr().err
     assert not (tmp_path / "e.json").exists()
+    (tmp_path / "conditions.jsonl").write_text("3\n")
+    assert main(args) == 2
+    assert "conditions.jsonl:1: not a JSON object (got '3')" in capsys.readouterr().err
+    (tmp_path / "conditions.jsonl").unlink()
+    Image.fromarray(np.zeros((20, 16), np.uint8)).save(empty / "1.png")
+    assert main(args) == 2
+    assert "1.png: 16x20, but 0.png is 16x16" in capsys.readouterr().err
+    (empty / "1.png").write_bytes(b"not a png")
+    assert main(args) == 2
+    assert "1.png: not a readable image" in capsys.readouterr().err
+
+
+def test_a_dataset_folder_names_the_file_it_cannot_use(tmp_path):
+    cfg = DataConfig(dataset="folder", root=str(tmp_path), image_size=16)
+    with pytest.raises(FileNotFoundError, match="data.root: no images found"):
+        load_images(cfg)
+    Image.fromarray(np.zeros((24, 20, 3), np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((12, 30, 3), np.uint8)).save(tmp_path / "b.jpg")
+    with pytest.raises(InputError, match=r"b.jpg: 30x12 is smaller than data.image_size 16"):
+        load_images(cfg)
+    (tmp_path / "b.jpg").write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(InputError, match="b.jpg: not a readable image"):
+        load_images(cfg)
+    (tmp_path / "b.jpg").unlink()
+    images, labels = load_images(cfg)
+    assert images.shape == (1, 16, 16, 1) and labels is None
 
 
 def test_aggregate_writes_table_and_figure(pipeline, tmp_path):

