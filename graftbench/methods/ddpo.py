@@ -79,7 +79,11 @@ def transition_log_prob(scheduler, out: torch.Tensor, t: torch.Tensor, x: torch.
     The step is Gaussian (Song et al. 2021, eq. 12): mean sqrt(abar_prev) x0_hat +
     sqrt(1 - abar_prev - sigma^2) eps_hat, std sigma of eq. 16 (`posterior_std`). The mean is
     the scheduler's own step with zero noise, the same arithmetic the sampler ran.
-    out: network output (batch, ...) at (x, t); x, nxt: (batch, ...) consecutive states."""
+    out: network output (batch, ...) at (x, t); x, nxt: (batch, ...) consecutive states.
+    A scheduler with a `log_prob(out, t, x, nxt)` of its own (the masked diffusion's, whose
+    steps unmask tokens) gives its transition's exact log-probability instead."""
+    if hasattr(scheduler, "log_prob"):  # a discrete path's scheduler has its own density
+        return scheduler.log_prob(out, t, x, nxt)
     std = posterior_std(scheduler, int(t), eta)
     mean = scheduler.step(out, t, x, eta=eta, variance_noise=torch.zeros_like(x)).prev_sample
     return gaussian_log_prob(nxt, mean, std)

@@ -119,6 +119,8 @@ class Graft:
                               f"{len(self.model.alphas_cumprod)} training timesteps")  # fmt: skip
 
         def loss(model, x, cond, generator):
+            if hasattr(model, "training_loss"):  # a discrete path's own loss (cross-entropy)
+                return model.training_loss(x, cond, generator, t_min)
             return denoising_loss(model, x, cond, generator, t_min)
 
         return rollout.final, loss, {}

@@ -210,16 +210,20 @@ def sample_segments(model: ModelAdapter, segments: Sequence[Segment], scheduler,
     over steps [previous stop, stop) (P-GRAFT's stitching: fine-tuned to N_I, base after;
     one segment with stop None is ordinary sampling). keep: step indices whose states are
     kept (None: all). Initial noise and step noise come from `generator`, on the model's
-    device."""
+    device. An adapter with `initial_state(n, generator, device)` and `sample_fn` (the
+    signature of `sample_diffusion`) starts from and samples with those instead."""
     device = next(model.network.parameters()).device
     keep = None if keep is None else set(keep)
+    # a discrete model (the masked SMILES diffusion) brings its own start state and sampler
+    initial = getattr(model, "initial_state", None) or _gaussian_noise(model.sample_shape)
+    sampler = getattr(model, "sample_fn", sample_diffusion)
     parts = []
     for s in range(0, len(inputs), cfg.sample_batch):
         chunk = inputs[s : s + cfg.sample_batch]
-        x = torch.randn((len(chunk), *model.sample_shape), generator=generator, device=device)
+        x = initial(len(chunk), generator, device)
         start, pieces = 0, []
         for factory, stop in segments:
-            pieces.append(sample_diffusion(
+            pieces.append(sampler(
                 factory(chunk), scheduler, x, num_steps=cfg.num_steps, generator=generator,
                 eta=cfg.eta, keep=keep, start_step=start, stop_step=stop,
             ))  # fmt: skip
@@ -227,6 +231,13 @@ def sample_segments(model: ModelAdapter, segments: Sequence[Segment], scheduler,
         parts.append(_join_segments(pieces))
     traj = _join_batches(parts)
     return Rollout(list(inputs), traj.sample, traj, traj.nfe)
+
+
+def _gaussian_noise(shape: tuple[int, ...]):
+    def initial(n: int, generator: torch.Generator, device) -> torch.Tensor:
+        return torch.randn((n, *shape), generator=generator, device=device)
+
+    return initial
 
 
 def _join_segments(pieces: list[Trajectory]) -> Trajectory:

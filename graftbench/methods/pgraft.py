@@ -185,6 +185,8 @@ class PGraft(Graft):
         t_i = int(rollout.trajectory.timesteps[n_i])
 
         def loss(model, x, cond, generator):
+            if hasattr(model, "intermediate_loss"):  # a discrete path's own target
+                return model.intermediate_loss(x, cond, t_i, generator)
             return intermediate_loss(model, x, cond, t_i, generator)
 
         return rollout.trajectory.states[n_i], loss, {"t_intermediate": t_i}
