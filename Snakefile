@@ -11,6 +11,7 @@ configfile: "config/config.yaml"
 configfile: "tasks/unconditional.yaml"
 configfile: "tasks/t2i.yaml"
 configfile: "tasks/layout.yaml"
+configfile: "tasks/molecule.yaml"
 
 
 validate(config, "config/schema.yaml")
@@ -26,6 +27,7 @@ include: "rules/common.smk"
 include: "rules/unconditional.smk"
 include: "rules/t2i.smk"
 include: "rules/layout.smk"
+include: "rules/molecule.smk"
 
 
 rule all:

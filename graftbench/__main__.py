@@ -50,6 +50,13 @@ def cmd_schema(args) -> None:
 
 
 def cmd_prepare_data(args) -> None:
+    if args.task == "molecule":
+        from graftbench.tasks import molecule
+
+        s = molecule.prepare_data(_task_config(args), Path(args.out))
+        print(f"{s['n_train']} training and {s['n_test']} test molecules ({s['source']}; "
+              f"{s['n_too_long']} too long for the model left out)")  # fmt: skip
+        return
     if args.task == "layout":
         from graftbench.tasks import layout
 
@@ -83,10 +90,11 @@ def cmd_pretrain(args) -> None:
         return
     if not args.data:
         raise ConfigError(f"--data: the {args.task} task pre-trains on prepare-data's folder")
-    if args.task == "layout":
-        from graftbench.tasks import layout_runs
+    if args.task in ("layout", "molecule"):
+        from graftbench.tasks import layout_runs, molecule_runs
 
-        layout_runs.pretrain(_task_config(args), Path(args.data), Path(args.out), log)
+        module = layout_runs if args.task == "layout" else molecule_runs
+        module.pretrain(_task_config(args), Path(args.data), Path(args.out), log)
         return
     unconditional.pretrain(_task_config(args), Path(args.data), Path(args.out), log)
 
@@ -111,7 +119,29 @@ def _layout_inputs(args) -> tuple[Path, Path]:
     return Path(args.data), Path(args.features)
 
 
+def _molecule_line(m: dict) -> str:
+    fcd = f", FCD {m['fcd']:.2f}" if "fcd" in m else ""
+    return (f"{m['run']} seed {m['seed']}: reward {m['reward']:.3f} (validity "
+            f"{m['validity']:.3f}, uniqueness {m['uniqueness']:.3f}, novelty {m['novelty']:.3f}"
+            f"{fcd}), {m['reward_queries']} reward queries, {m['wall_s']:.0f} s")  # fmt: skip
+
+
+def _finetuning_task(args) -> None:
+    if args.task not in ("t2i", "layout", "molecule"):
+        raise ConfigError(f"--task: {args.verb} takes t2i, layout or molecule, not {args.task!r}")
+    if args.task == "molecule" and not args.data:
+        raise ConfigError("--data: the molecule task evaluates against prepare-data's folder")
+
+
 def cmd_evaluate_model(args) -> None:
+    _finetuning_task(args)
+    if args.task == "molecule":
+        from graftbench.tasks import molecule_runs
+
+        m = molecule_runs.evaluate_base(_task_config(args), Path(args.model), Path(args.data),
+                                        args.seed, Path(args.out), args.device)  # fmt: skip
+        print(_molecule_line(m))
+        return
     if args.task == "layout":
         from graftbench.tasks import layout_runs
 
@@ -127,6 +157,15 @@ def cmd_evaluate_model(args) -> None:
 
 
 def cmd_finetune(args) -> None:
+    _finetuning_task(args)
+    if args.task == "molecule":
+        from graftbench.tasks import molecule_runs
+
+        m = molecule_runs.finetune(_task_config(args), Path(args.model), Path(args.data),
+                                   args.run, args.seed, Path(args.base_images), Path(args.out),
+                                   args.device)  # fmt: skip
+        print(_molecule_line(m))
+        return
     if args.task == "layout":
         from graftbench.tasks import layout_runs
 
@@ -188,14 +227,15 @@ def cmd_aggregate(args) -> None:
     from graftbench.tasks import unconditional, unconditional_inc
 
     figures = [Path(f) for f in args.figure]
-    if args.task in ("t2i", "layout"):
-        from graftbench.tasks import layout_aggregate, t2i_aggregate
+    if args.task in ("t2i", "layout", "molecule"):
+        from graftbench.tasks import layout_aggregate, molecule_aggregate, t2i_aggregate
 
         if len(figures) != 3:
             raise ConfigError(
                 f"--figure: {args.task} takes three: reward-vs-queries, pgraft-vs-N_I, samples"
             )
-        module = t2i_aggregate if args.task == "t2i" else layout_aggregate
+        module = {"t2i": t2i_aggregate, "layout": layout_aggregate,
+                  "molecule": molecule_aggregate}[args.task]  # fmt: skip
         module.aggregate(Path(args.results), Path(args.table), figures, args.profile)
         return
     module = {"unconditional": unconditional, "inc": unconditional_inc}[args.task]
@@ -223,8 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def task_args(v):
         v.add_argument(
-            "--task", default="unconditional", choices=["unconditional", "t2i", "layout"]
-        )
+            "--task", default="unconditional",
+            choices=["unconditional", "t2i", "layout", "molecule"],
+        )  # fmt: skip
         v.add_argument(
             "--config", required=True, help="task config: inline JSON or a JSON/YAML file"
         )
@@ -242,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = verb("pretrain", cmd_pretrain, "pre-train the base model")
     task_args(v)
     v.add_argument(
-        "--data", help="prepare-data's folder (unconditional, layout; t2i renders its own)"
+        "--data",
+        help="prepare-data's folder (unconditional, layout, molecule; t2i renders its own)",
     )
     v.add_argument("--out", required=True)
     v.add_argument("--log")
@@ -267,23 +309,27 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="corrector .pt (a .json summary beside it)")
     v.add_argument("--log")
     v = verb("evaluate-model", cmd_evaluate_model,
-             "t2i, layout: evaluate the pre-trained model as fine-tuned ones are (the base run)")  # fmt: skip
+             "t2i, layout, molecule: evaluate the pre-trained model as fine-tuned ones are "
+             "(the base run)")  # fmt: skip
     task_args(v)
     v.add_argument("--model", required=True, help="pretrain's --out")
-    v.add_argument("--data", help="layout: prepare-data's folder")
+    v.add_argument("--data", help="layout, molecule: prepare-data's folder")
     v.add_argument("--features", help="layout: train-features' network")
     v.add_argument("--seed", type=int, required=True)
     v.add_argument("--out", required=True, help="run folder")
     v.add_argument("--device", default="cpu")
-    v = verb("finetune", cmd_finetune, "t2i, layout: fine-tune with one method, then evaluate")
+    v = verb("finetune", cmd_finetune,
+             "t2i, layout, molecule: fine-tune with one method, then evaluate")  # fmt: skip
     task_args(v)
     v.add_argument("--model", required=True, help="pretrain's --out")
-    v.add_argument("--data", help="layout: prepare-data's folder")
+    v.add_argument("--data", help="layout, molecule: prepare-data's folder")
     v.add_argument("--features", help="layout: train-features' network")
-    v.add_argument("--run", required=True, help="graft, ddpo or pgraft<N_I>")
+    v.add_argument("--run", required=True,
+                   help="graft, graft_<variant> (threshold, dedup), ddpo or pgraft<N_I>")  # fmt: skip
     v.add_argument("--seed", type=int, required=True)
     v.add_argument("--base-images", required=True,
-                   help="the base run's images.npz (t2i) or boxes.npz (layout), for drift")  # fmt: skip
+                   help="the base run's images.npz (t2i), boxes.npz (layout) or tokens.npz "
+                        "(molecule), for drift")  # fmt: skip
     v.add_argument("--out", required=True, help="run folder")
     v.add_argument("--device", default="cpu")
     v = verb(
@@ -298,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="eval.json to write")
     v.add_argument("--device", default="cpu")
     v = verb("aggregate", cmd_aggregate, "tables and figures of a task from its run records")
-    v.add_argument("--task", default="unconditional", choices=["unconditional", "inc", "t2i", "layout"],
+    v.add_argument("--task", default="unconditional",
+                   choices=["unconditional", "inc", "t2i", "layout", "molecule"],
                    help="inc: the inverse-noise-correction table of the unconditional task")  # fmt: skip
     v.add_argument("--results", required=True, help="results/{profile}/{task}")
     v.add_argument("--table", required=True, help="CSV to write (the .md goes beside it)")

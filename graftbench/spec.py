@@ -40,10 +40,12 @@ class SuiteConfig:
 def task_configs() -> dict[str, type]:
     """Registry of tasks: name -> typed config dataclass. Add a task here."""
     from graftbench.tasks.layout import LayoutConfig
+    from graftbench.tasks.molecule import MoleculeConfig
     from graftbench.tasks.t2i import T2IConfig
     from graftbench.tasks.unconditional import UnconditionalConfig
 
-    return {"unconditional": UnconditionalConfig, "t2i": T2IConfig, "layout": LayoutConfig}
+    return {"unconditional": UnconditionalConfig, "t2i": T2IConfig, "layout": LayoutConfig,
+            "molecule": MoleculeConfig}  # fmt: skip
 
 
 def suite(config: dict) -> SuiteConfig:

@@ -27,7 +27,6 @@ from types import SimpleNamespace
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 
 from graftbench.sampling.diffusion import Trajectory
 

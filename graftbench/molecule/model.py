@@ -43,6 +43,8 @@ class MoleculeModelConfig:
     dropout: float = 0.0  # dropout inside the encoder layers
     num_train_timesteps: int = 1000  # T of the masking schedule
     schedule: Literal["linear", "cosine"] = "linear"  # alpha_t (masked.MaskedScheduler)
+    representation: Literal["smiles", "selfies"] = "selfies"  # the tokens (molecule.tokens):
+    # SELFIES symbols, every sequence of which is a molecule, or SMILES tokens
 
     def __post_init__(self):
         if self.vocab_size != 0 and self.vocab_size < 3:
@@ -106,6 +108,9 @@ class MoleculeAdapter(ModelAdapter):
     def __init__(self, cfg: MoleculeModelConfig, vocab: Vocabulary):
         if cfg.vocab_size == 0:
             cfg = dataclasses.replace(cfg, vocab_size=len(vocab))
+        if vocab.representation != cfg.representation:
+            raise ConfigError(f"molecule.model.representation: {cfg.representation!r}, but the "
+                              f"vocabulary is of {vocab.representation!r} tokens")  # fmt: skip
         if cfg.vocab_size != len(vocab):
             raise ConfigError(f"molecule.model.vocab_size: {cfg.vocab_size}, but the "
                               f"vocabulary has {len(vocab)} ids")  # fmt: skip

@@ -1,7 +1,8 @@
-"""What the reward fine-tuning tasks' tables and figures share (t2i, layout): run order, the
-improvement over the base of the same seed, the reward-against-queries curve and the P-GRAFT
-against N_I figure. Each run record holds heldout_reward, train_reward and curve_reward (the
-held-out subset scored after fine-tuning rounds; the base's at 0 queries)."""
+"""What the reward fine-tuning tasks' tables and figures share (t2i, layout, molecule): run
+order, the improvement over the base of the same seed, the reward-against-queries curve and
+the P-GRAFT against N_I figure. Each run record holds a headline reward (heldout_reward; the
+molecule task's `reward`) and curve_reward (the evaluation subset scored after fine-tuning
+rounds; the base's at 0 queries)."""
 
 from __future__ import annotations
 
@@ -15,20 +16,23 @@ from graftbench import records
 
 def order(run: str) -> tuple:
     method = run.rstrip("0123456789")
-    rank = {"base": 0, "graft": 1, "graft_threshold": 1.5, "pgraft": 2, "ddpo": 3}.get(method, 4)
+    rank = {"base": 0, "graft": 1, "pgraft": 2, "ddpo": 3}.get(method, 4)
+    if method.startswith("graft_"):  # GRAFT's variants (graft_threshold, graft_dedup)
+        rank = 1.5
     return rank, int(run[len(method) :] or 0), run
 
 
-def load_runs(task_dir: Path) -> pd.DataFrame:
-    """One row per (run, seed), with improvement_pct against the base run of the same seed."""
+def load_runs(task_dir: Path, headline: str = "heldout_reward") -> pd.DataFrame:
+    """One row per (run, seed), with improvement_pct of the `headline` reward column against
+    the base run of the same seed."""
     from graftbench.aggregate import collect
 
     runs = collect(task_dir)
-    base = runs[runs["run"] == "base"].set_index("seed")["heldout_reward"]
+    base = runs[runs["run"] == "base"].set_index("seed")[headline]
     if base.empty:
         raise FileNotFoundError(f"{task_dir}: no base/seed*/ records to compare with")
     ref = runs["seed"].map(base).where(lambda b: b > 0)  # undefined for a base scoring 0
-    runs["improvement_pct"] = 100 * (runs["heldout_reward"] - ref) / ref
+    runs["improvement_pct"] = 100 * (runs[headline] - ref) / ref
     runs["order"] = runs["run"].map(order)
     return runs.sort_values(["order", "seed"]).drop(columns="order")
 
@@ -94,14 +98,16 @@ def plot_reward_vs_queries(
     save(fig, path)
 
 
-def plot_pgraft_vs_ni(runs: pd.DataFrame, path: Path, ylabel: str = "reward") -> None:
-    """P-GRAFT's held-out and training reward against N_I; base and GRAFT as lines."""
+def plot_pgraft_vs_ni(runs: pd.DataFrame, path: Path, ylabel: str = "reward",
+                      columns: tuple[str, ...] = ("heldout_reward", "train_reward")) -> None:  # fmt: skip
+    """P-GRAFT's `columns` (held-out and training reward) against N_I; base and GRAFT as
+    lines."""
     from graftbench.aggregate import ci95
 
     plt = plt_agg()
     fig, ax = plt.subplots(figsize=(6, 4))
     pg = runs[runs["method"] == "pgraft"]
-    for col, colour in (("heldout_reward", "C0"), ("train_reward", "C1")):
+    for col, colour in zip(columns, ("C0", "C1", "C2"), strict=False):
         if not pg.empty:
             g = pg.groupby("intermediate_step")[col]
             ax.errorbar(g.mean().index, g.mean().values, yerr=g.agg(ci95).fillna(0).values,

@@ -41,28 +41,32 @@ def check_methods(cfg, task: str) -> None:
                           "at a state index of that grid")  # fmt: skip
 
 
-def build_method(cfg, task: str, run: str, model, seed: int):
-    """The fine-tuning method of a run name (graft, ddpo, pgraft{N_I}, and graft_threshold for
-    a task config with that section) on `model`, its loop seeded with the run's seed."""
+def build_method(cfg, task: str, run: str, model, seed: int, dedup_key=None):
+    """The fine-tuning method of a run name (graft, ddpo, pgraft{N_I}, and graft_<variant>
+    for a task config with such a section, e.g. graft_threshold) on `model`, its loop
+    seeded with the run's seed. dedup_key: identity of a decoded sample for GRAFT's
+    de-duplication (default: `graft.sample_key`, exact copies)."""
     from graftbench.methods.ddpo import DDPO
     from graftbench.methods.graft import Graft
     from graftbench.methods.pgraft import PGraft
 
-    if run == "graft" or (run == "graft_threshold" and hasattr(cfg, run)):
+    variants = [f.name for f in dataclasses.fields(cfg) if f.name.startswith("graft_")]
+    key = {} if dedup_key is None else {"dedup_key": dedup_key}
+    if run == "graft" or run in variants:
         cls, mcfg = Graft, getattr(cfg, run)
     elif run == "ddpo":
-        cls, mcfg = DDPO, cfg.ddpo
+        cls, mcfg, key = DDPO, cfg.ddpo, {}
     elif run.startswith("pgraft") and run[6:].isdigit():
         if int(run[6:]) not in cfg.pgraft.intermediate_steps:
             raise ConfigError(f"{run}: N_I {run[6:]} is not in {task}.pgraft.intermediate_steps "
                               f"{cfg.pgraft.intermediate_steps}")  # fmt: skip
         cls, mcfg = PGraft, cfg.pgraft.at(int(run[6:]))
     else:
-        extra = ", graft_threshold" if hasattr(cfg, "graft_threshold") else ""
-        raise ConfigError(f"--run: {run!r}; choose graft{extra}, ddpo or pgraft<N_I>")
+        raise ConfigError(f"--run: {run!r}; choose {', '.join(['graft', *variants, 'ddpo'])} "
+                          "or pgraft<N_I>")  # fmt: skip
     mcfg = dataclasses.replace(mcfg, loop=dataclasses.replace(mcfg.loop, seed=seed))
     torch.manual_seed(seed)  # LoRA's initial A matrices
-    return cls(model, mcfg)
+    return cls(model, mcfg, **key)
 
 
 def plain_factory(model, scale: float | None = None):
