@@ -25,8 +25,10 @@ def smoke_config(**over) -> MoleculeConfig:
     from graftbench.spec import merge
 
     spec = yaml.safe_load((ROOT / "tasks/molecule.yaml").read_text())["molecule"]
-    small = {"data": {"max_train": 300, "n_test": 100},
-             "pretrain": {"steps": 400, "lr": 0.003, "checkpoint_every": 200}}
+    small = {
+        "data": {"max_train": 300, "n_test": 100},
+        "pretrain": {"steps": 400, "lr": 0.003, "checkpoint_every": 200},
+    }
     cfg = merge(merge(merge(spec["base"], spec["profiles"]["smoke"]), small), over)
     return parse(MoleculeConfig, cfg, "molecule")
 
