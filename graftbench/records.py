@@ -23,7 +23,8 @@ import torch
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-VERSIONED_PACKAGES = ("torch", "diffusers", "transformers", "clean-fid", "numpy", "graftbench")
+VERSIONED_PACKAGES = ("torch", "diffusers", "transformers", "clean-fid", "numpy", "rdkit", "fcd-torch",
+                      "selfies", "graftbench")  # fmt: skip
 
 
 @contextmanager

@@ -65,10 +65,10 @@ def test_a_user_smiles_file_names_its_bad_line(tmp_path, capsys):
     assert main(["prepare-data", "--task", "molecule", "--config", config,
                  "--out", str(tmp_path / "d")]) == 2  # fmt: skip
     assert "none.smi does not exist" in capsys.readouterr().err
-    smi.write_text("CCO\nc1ccccc1\nCC(=O)O\nOCC\n")  # OCC is ethanol again: de-duplicated
-    summary = prepare_data(smoke_config(data={"source": "file", "file": str(smi), "n_test": 1},
+    smi.write_text("CCO\nc1ccccc1\nCC(=O)O\nOCC\nCCN\n")  # OCC is ethanol again: dropped
+    summary = prepare_data(smoke_config(data={"source": "file", "file": str(smi), "n_test": 2},
                                         evaluate={"fcd": False}), tmp_path / "data")  # fmt: skip
-    assert (summary["n_source"], summary["n_train"], summary["n_test"]) == (3, 2, 1)
+    assert (summary["n_source"], summary["n_train"], summary["n_test"]) == (4, 2, 2)
 
 
 def test_graft_dedup_accepts_one_copy_of_a_molecule_however_it_is_written():

@@ -97,6 +97,20 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     assert lay["heldout_reward_mean"].between(0, 1).all() and lay["fid_mean"].notna().all()
     for name in ("layout_reward_vs_queries", "layout_pgraft_vs_ni", "layout_samples"):
         assert (wf / f"results/smoke/figures/{name}.png").stat().st_size > 1000
+    # molecule: GRAFT with and without de-duplication, P-GRAFT, DDPO at equal reward queries
+    mol = pd.read_csv(tables / "molecule.csv")
+    mol_smoke = yaml.safe_load((wf / "tasks/molecule.yaml").read_text())["molecule"]["profiles"][
+        "smoke"
+    ]
+    n_i = mol_smoke["pgraft"]["intermediate_steps"]
+    assert list(mol["run"]) == ["base", "graft", "graft_dedup", *[f"pgraft{n}" for n in n_i],
+                                "ddpo"]  # fmt: skip
+    assert (mol["n_seeds"] == len(mol_smoke["seeds"])).all()
+    tuned = mol[mol["run"] != "base"]
+    assert (tuned["reward_queries_mean"] == mol_smoke["graft"]["loop"]["reward_budget"]).all()
+    assert mol["reward_mean"].between(0, 1).all() and mol["validity_mean"].between(0, 1).all()
+    for name in ("molecule_reward_vs_queries", "molecule_pgraft_vs_ni", "molecule_samples"):
+        assert (wf / f"results/smoke/figures/{name}.png").stat().st_size > 1000
     # a second run has nothing to do
     again = snakemake(wf, "--profile", "profiles/smoke", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -119,6 +133,7 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     assert "inc_fid_vs_flops.png" in html and "inc.csv" in html
     assert "t2i_samples.png" in html and "t2i.csv" in html
     assert "layout_samples.png" in html and "layout.csv" in html
+    assert "molecule_samples.png" in html and "molecule.csv" in html
     assert_report_renders(wf / "report.html", tmp_path / "chromium")
     # and the summary verb prints the tables in the terminal
     summary = subprocess.run([sys.executable, "-m", "graftbench", "summary", "--results",
@@ -155,7 +170,8 @@ EXPECTED_RESULTS = ["unconditional.csv", "unconditional_fid_vs_flops.png", "inc.
                     "inc_fid_vs_flops.png", "t2i.csv", "t2i_reward_vs_queries.png",
                     "t2i_pgraft_vs_ni.png", "t2i_samples.png", "layout.csv",
                     "layout_reward_vs_queries.png", "layout_pgraft_vs_ni.png",
-                    "layout_samples.png"]  # fmt: skip
+                    "layout_samples.png", "molecule.csv", "molecule_reward_vs_queries.png",
+                    "molecule_pgraft_vs_ni.png", "molecule_samples.png"]  # fmt: skip
 
 
 def assert_report_renders(report: Path, scratch: Path) -> None:
@@ -218,7 +234,7 @@ def test_a_subset_of_tasks_plans_only_their_jobs(tmp_path):
     rules = {line.split()[1].rstrip(":") for line in (run.stdout + run.stderr).splitlines()
              if line.startswith("rule ")}  # fmt: skip
     assert {"layout_pretrain", "layout_finetune", "layout_table"} <= rules
-    assert not any(r.startswith(("unconditional", "t2i", "inc")) for r in rules), rules
+    assert not any(r.startswith(("unconditional", "t2i", "inc", "molecule")) for r in rules), rules
 
 
 def test_schema_is_generated_from_the_dataclasses():
@@ -305,5 +321,5 @@ def test_killed_run_resumes_to_the_same_table(tmp_path):
         df = pd.read_csv(root / f"results/smoke/tables/{name}.csv")
         return df.drop(columns=[c for c in df.columns if c.startswith("wall_s")])
 
-    for name in ("unconditional", "inc", "t2i", "layout"):
+    for name in ("unconditional", "inc", "t2i", "layout", "molecule"):
         pd.testing.assert_frame_equal(table(wf, name), table(plain, name))

@@ -79,8 +79,9 @@ def curves(task_dir: Path, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_reward_vs_queries(
-    task_dir: Path, runs: pd.DataFrame, path: Path, ylabel: str = "held-out reward"
-) -> None:
+    task_dir: Path, runs: pd.DataFrame, path: Path, ylabel: str = "held-out reward",
+    title: str = "Held-out reward during fine-tuning",
+) -> None:  # fmt: skip
     from graftbench.aggregate import ci95
 
     plt = plt_agg()
@@ -93,7 +94,7 @@ def plot_reward_vs_queries(
         ax.fill_between(mean.index, mean - ci.fillna(0), mean + ci.fillna(0), alpha=0.15)
     ax.set_xlabel("reward queries")
     ax.set_ylabel(ylabel)
-    ax.set_title("Held-out reward during fine-tuning (mean, 95% CI over seeds)", fontsize=10)
+    ax.set_title(f"{title} (mean, 95% CI over seeds)", fontsize=10)
     ax.legend(fontsize=8)
     save(fig, path)
 
@@ -121,3 +122,26 @@ def plot_pgraft_vs_ni(runs: pd.DataFrame, path: Path, ylabel: str = "reward",
     ax.set_title("P-GRAFT: reward against the intermediate step", fontsize=10)
     ax.legend(fontsize=7)
     save(fig, path)
+
+
+def sample_grid(task_dir: Path, runs: pd.DataFrame, n: int, images,
+                cell: tuple[float, float] = (1.4, 1.5), top: float = 0.6):  # fmt: skip
+    """A figure with one row per run in table order, its first seed's first n pictures from
+    images(run folder) -> list of (H, W[, C]) arrays; returns (fig, axes (runs, n), first
+    seed per run) for the caller's titles, legend and `save`."""
+    plt = plt_agg()
+    names = sorted(runs["run"].unique(), key=order)
+    first = runs.groupby("run")["seed"].min()
+    fig, axes = plt.subplots(len(names), n, figsize=(cell[0] * n, cell[1] * len(names) + top),
+                             squeeze=False)  # fmt: skip
+    for r, run in enumerate(names):
+        pictures = images(task_dir / run / f"seed{first[run]}")
+        for c in range(n):
+            ax = axes[r, c]
+            if c < len(pictures):
+                ax.imshow(pictures[c], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(run, fontsize=8)
+    return fig, axes, first

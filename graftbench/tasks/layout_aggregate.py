@@ -19,10 +19,10 @@ import pandas as pd
 from graftbench import records
 from graftbench.tasks.finetune_aggregate import (
     load_runs,
-    order,
     plot_pgraft_vs_ni,
     plot_reward_vs_queries,
     plt_agg,
+    sample_grid,
     save,
     summarise_runs,
 )
@@ -75,21 +75,11 @@ def plot_samples(task_dir: Path, runs: pd.DataFrame, path: Path, n: int = 8) -> 
     from graftbench.layout.data import read_json
     from graftbench.layout.render import legend, render
 
+    def rendered(run_dir: Path) -> list:
+        return [render(x, 96) for x in read_json(run_dir / "samples.json")[:n]]
+
     plt = plt_agg()
-    names = sorted(runs["run"].unique(), key=order)
-    first = runs.groupby("run")["seed"].min()
-    fig, axes = plt.subplots(len(names), n, figsize=(1.3 * n, 1.45 * len(names) + 0.8),
-                             squeeze=False)  # fmt: skip
-    for r, run in enumerate(names):
-        layouts = read_json(task_dir / run / f"seed{first[run]}" / "samples.json")
-        for c in range(n):
-            ax = axes[r, c]
-            if c < len(layouts):
-                ax.imshow(render(layouts[c], 96))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(run, fontsize=8)
+    fig, _, first = sample_grid(task_dir, runs, n, rendered, cell=(1.3, 1.45), top=0.8)
     handles = [
         plt.Rectangle((0, 0), 1, 1, color=[v / 255 for v in rgb]) for rgb in legend().values()
     ]

@@ -127,24 +127,29 @@ def _load_source(cfg: MoleculeDataConfig) -> list[str]:
 
 
 def prepare_data(cfg: MoleculeConfig, out: Path) -> dict:
-    """Canonical, unique SMILES of the source, those longer than the model's `length` tokens
-    dropped (counted), split into train and test; the real test molecules' metrics recorded
-    as the reference a perfect model would reach."""
+    """Canonical, unique SMILES of the source split into train and test (the training part
+    cut to `max_train`), then those longer than the model's `length` tokens dropped from
+    both (counted: encoding every source molecule first would cost minutes on MOSES); the
+    real test molecules' metrics recorded as the reference a perfect model would reach."""
     from graftbench.molecule import data
 
     smiles = _load_source(cfg.data)
-    fits = [s for s in smiles if _length(s, cfg.model.representation) <= cfg.model.length]
-    if len(fits) <= cfg.data.n_test:
-        raise InputError(f"molecule data: {len(fits)} molecules of at most "
-                         f"molecule.model.length = {cfg.model.length} "
-                         f"{cfg.model.representation} tokens, not more than "
+    if len(smiles) <= cfg.data.n_test:
+        raise InputError(f"molecule data: {len(smiles)} molecules, not more than "
                          f"molecule.data.n_test = {cfg.data.n_test}")  # fmt: skip
-    train, test = data.split(fits, cfg.data.n_test / len(fits), cfg.data.split_seed)
+    train, test = data.split(smiles, cfg.data.n_test / len(smiles), cfg.data.split_seed)
     if cfg.data.max_train and len(train) > cfg.data.max_train:
         import numpy as np
 
         keep = np.random.default_rng(cfg.data.split_seed + 1).permutation(len(train))
         train = [train[i] for i in sorted(keep[: cfg.data.max_train])]
+    rep, n = cfg.model.representation, len(train) + len(test)
+    train, test = (
+        [s for s in part if _length(s, rep) <= cfg.model.length] for part in (train, test)
+    )
+    if not train or len(test) < 2:
+        raise InputError(f"molecule data: {len(train)} training and {len(test)} test molecules "
+                         f"of at most molecule.model.length = {cfg.model.length} {rep} tokens")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     data.write_smiles(out / "train.smi", train)
     data.write_smiles(out / "test.smi", test)
@@ -153,8 +158,9 @@ def prepare_data(cfg: MoleculeConfig, out: Path) -> dict:
 
         with records.atomic_path(out / "fcd_test.npz") as tmp, open(tmp, "wb") as f:
             fcd_reference_stats(test).save(f)
-    summary = {"source": cfg.data.source, "n_source": len(smiles),
-               "representation": cfg.model.representation, "n_too_long": len(smiles) - len(fits), "n_train": len(train), "n_test": len(test),
+    summary = {"source": cfg.data.source, "n_source": len(smiles), "representation": rep,
+               "n_too_long": n - len(train) - len(test), "n_train": len(train),
+               "n_test": len(test),
                "real_test": molecule_metrics(test[: cfg.evaluate.samples], train, cfg)}  # fmt: skip
     records.write_json(out / "summary.json", summary)  # last: marks finished data
     return summary

@@ -16,10 +16,9 @@ import pandas as pd
 from graftbench import records
 from graftbench.tasks.finetune_aggregate import (
     load_runs,
-    order,
     plot_pgraft_vs_ni,
     plot_reward_vs_queries,
-    plt_agg,
+    sample_grid,
     save,
     summarise_runs,
 )
@@ -59,33 +58,25 @@ def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
         f"versions: {provenance(runs)}",
     ]
     write_table(summary, table, "Molecules: reward fine-tuning at equal reward queries", notes)
-    plot_reward_vs_queries(task_dir, runs, figures[0], f"{cfg['reward']} of fresh samples")
-    plot_pgraft_vs_ni(runs, figures[1], cfg["reward"], columns=("reward", "validity"))
+    plot_reward_vs_queries(task_dir, runs, figures[0], f"{cfg['reward']} of fresh samples",
+                           "Reward of fresh samples during fine-tuning")  # fmt: skip
+    plot_pgraft_vs_ni(runs, figures[1], cfg["reward"], columns=("reward",))
     plot_samples(task_dir, runs, figures[2])
 
 
 def plot_samples(task_dir: Path, runs: pd.DataFrame, path: Path, n: int = 6) -> None:
     """One row per run (its first seed): its first n valid samples, drawn by rdkit."""
+    import numpy as np
     from rdkit.Chem import Draw
 
     from graftbench.molecule.data import parse, read_scored_smiles
 
-    plt = plt_agg()
-    names = sorted(runs["run"].unique(), key=order)
-    first = runs.groupby("run")["seed"].min()
-    fig, axes = plt.subplots(len(names), n, figsize=(1.6 * n, 1.7 * len(names) + 0.4),
-                             squeeze=False)  # fmt: skip
-    for r, run in enumerate(names):
-        smiles, _ = read_scored_smiles(task_dir / run / f"seed{first[run]}" / "samples.tsv")
+    def drawings(run_dir: Path) -> list:
+        smiles, _ = read_scored_smiles(run_dir / "samples.tsv")
         mols = [m for m in map(parse, smiles) if m is not None][:n]
-        for c in range(n):
-            ax = axes[r, c]
-            if c < len(mols):
-                ax.imshow(Draw.MolToImage(mols[c], size=(200, 200)))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(run, fontsize=8)
+        return [np.asarray(Draw.MolToImage(m, size=(200, 200))) for m in mols]
+
+    fig, _, first = sample_grid(task_dir, runs, n, drawings, cell=(1.6, 1.7), top=0.4)
     fig.suptitle(f"First valid samples, same random numbers for every method (seed "
                  f"{int(first.min())})", fontsize=9)  # fmt: skip
     save(fig, path)

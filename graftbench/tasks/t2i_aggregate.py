@@ -19,10 +19,9 @@ from graftbench import records
 from graftbench.t2i.scenes import CATEGORIES
 from graftbench.tasks.finetune_aggregate import (
     load_runs,
-    order,
     plot_pgraft_vs_ni,
     plot_reward_vs_queries,
-    plt_agg,
+    sample_grid,
     save,
     summarise_runs,
 )
@@ -79,26 +78,18 @@ def plot_samples(task_dir: Path, runs: pd.DataFrame, path: Path, n_prompts: int 
     from graftbench.config import parse
     from graftbench.tasks.t2i import T2IConfig, eval_prompts
 
-    plt = plt_agg()
-    names = sorted(runs["run"].unique(), key=order)
     first = runs.groupby("run")["seed"].min()
     cfg = parse(T2IConfig, records.read_json(task_dir / "base" / f"seed{first['base']}" / "config.json"), "t2i")  # fmt: skip
     prompts = eval_prompts(cfg)["heldout"]
     k = cfg.evaluate.samples_per_prompt
     idx = np.linspace(0, len(prompts) - 1, min(n_prompts, len(prompts))).astype(int)
-    fig, axes = plt.subplots(len(names), len(idx), figsize=(1.4 * len(idx), 1.5 * len(names) + 0.6),
-                             squeeze=False)  # fmt: skip
-    for r, run in enumerate(names):
-        images = np.load(task_dir / run / f"seed{first[run]}" / "images.npz")["images"]
-        for c, i in enumerate(idx):
-            ax = axes[r, c]
-            ax.imshow(images[i * k], interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title("\n".join(textwrap.wrap(prompts[i].text, 18)), fontsize=6)
-            if c == 0:
-                ax.set_ylabel(run, fontsize=8)
+
+    def first_images(run_dir: Path) -> list:
+        return list(np.load(run_dir / "images.npz")["images"][idx * k])
+
+    fig, axes, first = sample_grid(task_dir, runs, len(idx), first_images)
+    for c, i in enumerate(idx):
+        axes[0, c].set_title("\n".join(textwrap.wrap(prompts[i].text, 18)), fontsize=6)
     fig.suptitle("Held-out prompts, same noise for every method (seed "
                  f"{int(first.min())}, first image)", fontsize=9)  # fmt: skip
     save(fig, path)
