@@ -164,6 +164,25 @@ def test_finetune_refuses_base_tokens_of_another_shape(pipeline, tmp_path):
                                tmp_path / "tokens.npz", tmp_path / "run")  # fmt: skip
 
 
+def test_a_reward_that_raises_fails_the_run_and_leaves_no_result(pipeline, tmp_path, monkeypatch):
+    from graftbench.tasks import molecule_runs
+
+    root, cfg, _ = pipeline
+
+    def broken(cfg):
+        def reward(smiles, conditions):
+            raise RuntimeError("scorer crashed")
+
+        return reward
+
+    monkeypatch.setattr(molecule_runs, "reward_fn", broken)
+    with pytest.raises(RuntimeError, match="scorer crashed"):
+        molecule_runs.finetune(cfg, root / "model.pt", root / "data", "graft", 0,
+                               root / "base/seed0/tokens.npz", tmp_path / "run")  # fmt: skip
+    assert not (tmp_path / "run/metrics.json").exists()
+    assert not (tmp_path / "run/eval.json").exists()
+
+
 def test_verb_cli_names_missing_molecule_data(tmp_path, capsys):
     from graftbench.__main__ import main
 
