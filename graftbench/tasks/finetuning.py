@@ -41,6 +41,15 @@ def check_methods(cfg, task: str) -> None:
                           "at a state index of that grid")  # fmt: skip
 
 
+def run_names(cfg) -> list[str]:
+    """A task's run names in table order: its methods, P-GRAFT expanded to pgraft{N_I} for
+    each N_I of the sweep (e.g. base, graft, pgraft3, pgraft6, ddpo)."""
+    out = []
+    for m in cfg.methods:
+        out += [f"pgraft{n}" for n in cfg.pgraft.intermediate_steps] if m == "pgraft" else [m]
+    return out
+
+
 def build_method(cfg, task: str, run: str, model, seed: int, dedup_key=None):
     """The fine-tuning method of a run name (graft, ddpo, pgraft{N_I}, and graft_<variant>
     for a task config with such a section, e.g. graft_threshold) on `model`, its loop

@@ -39,7 +39,7 @@ from graftbench.methods.ddpo import DDPOConfig
 from graftbench.methods.graft import GraftConfig
 from graftbench.methods.pgraft import PGraftSweep
 from graftbench.methods.selection import SelectionConfig
-from graftbench.tasks.finetuning import check_methods
+from graftbench.tasks.finetuning import check_methods, run_names
 from graftbench.train import TrainConfig
 
 Method = Literal["base", "graft", "graft_threshold", "pgraft", "ddpo"]
@@ -117,10 +117,7 @@ class LayoutConfig:
 
     def runs(self) -> list[str]:
         """Run names, in table order: base, graft, pgraft{N_I}..., ddpo."""
-        out = []
-        for m in self.methods:
-            out += [f"pgraft{n}" for n in self.pgraft.intermediate_steps] if m == "pgraft" else [m]
-        return out
+        return run_names(self)
 
 
 # ------------------------------------------------------------------------------------- data

@@ -31,7 +31,7 @@ from graftbench.methods.graft import GraftConfig
 from graftbench.methods.pgraft import PGraftSweep
 from graftbench.methods.selection import SelectionConfig
 from graftbench.molecule.model import MoleculeModelConfig
-from graftbench.tasks.finetuning import check_methods
+from graftbench.tasks.finetuning import check_methods, run_names
 from graftbench.train import TrainConfig
 
 Method = Literal["base", "graft", "graft_dedup", "pgraft", "ddpo"]
@@ -104,10 +104,7 @@ class MoleculeConfig:
 
     def runs(self) -> list[str]:
         """Run names, in table order: base, graft, graft_dedup, pgraft{N_I}..., ddpo."""
-        out = []
-        for m in self.methods:
-            out += [f"pgraft{n}" for n in self.pgraft.intermediate_steps] if m == "pgraft" else [m]
-        return out
+        return run_names(self)
 
 
 # ------------------------------------------------------------------------------------- data

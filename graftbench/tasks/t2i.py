@@ -41,6 +41,7 @@ from graftbench.tasks.finetuning import (
     eval_segments,
     finish,
     plain_factory,
+    run_names,
     run_record,
     run_with_curve,
 )
@@ -101,13 +102,7 @@ class T2IConfig:
 
     def runs(self) -> list[str]:
         """Run names, in table order: base, graft, pgraft{N_I}..., ddpo."""
-        out = []
-        for m in self.methods:
-            if m == "pgraft":
-                out += [f"pgraft{n}" for n in self.pgraft.intermediate_steps]
-            else:
-                out.append(m)
-        return out
+        return run_names(self)
 
 
 # ---------------------------------------------------------------------------------- prompts
