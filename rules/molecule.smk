@@ -20,7 +20,9 @@ if "molecule" in SUITE.tasks:
         params:
             py=PY,
             cfg=CONFIGS["molecule"],
-            config_slice=config_slice("molecule", *MOL_EVAL, "model.length"),
+            config_slice=config_slice(
+                "molecule", *MOL_EVAL, "model.length", "model.representation"
+            ),
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench prepare-data --task molecule"
             " --config {params.cfg:q} --out $(dirname {output.train}) > {log} 2>&1"
