@@ -76,9 +76,7 @@ def test_rewards_score_garbage_zero_count_it_and_never_raise(name):
     out = reward(batch, [()] * len(batch))
     assert out.dtype == np.float32 and out.shape == (len(batch),)
     assert (out[1:-1] == 0).all() and (out[[0, -1]] > 0).all() and (out <= 1).all()
-    assert (reward.n_scored, reward.n_invalid) == (len(batch), len(GARBAGE))
-    reward(["CCO"], None)
-    assert (reward.n_scored, reward.n_invalid) == (len(batch) + 1, len(GARBAGE))
+    assert reward(["CCO"], None)[0] == out[0]
     assert M.score(batch, name).n_invalid == len(GARBAGE)
 
 

@@ -139,27 +139,20 @@ def score(smiles: Sequence[str], name: str) -> Scores:
     return Scores(values, valid)
 
 
-class MoleculeReward:
-    """Reward callable (smiles, conditions) -> (batch,) float32; `conditions` is ignored (the
-    task is unconditional). `n_scored` and `n_invalid` add up over calls, for the run's log."""
-
-    def __init__(self, name: str):
-        self.name, self.n_scored, self.n_invalid = name, 0, 0
-
-    def __call__(self, smiles: Sequence[str], conditions: Sequence | None = None) -> np.ndarray:
-        out = score(smiles, self.name)
-        self.n_scored += len(smiles)
-        self.n_invalid += out.n_invalid
-        return out.values
-
-
-def reward_fn(name: str) -> MoleculeReward:
-    """The reward `name`: one of "qed", "sa", "drug_likeness", "validity"."""
+def reward_fn(name: str) -> Reward:
+    """The reward `name` (one of "qed", "sa", "drug_likeness", "validity") as a callable
+    (smiles, conditions) -> (batch,) float32, 0 for an invalid string; `conditions` is
+    ignored (the task is unconditional). Invalid samples are counted where the samples are
+    evaluated (`summary`'s n_invalid)."""
     if name not in REWARDS:
         raise ValueError(f"reward {name!r} is not one of {', '.join(REWARDS)}")
     if name in ("sa", "drug_likeness"):
         _sascorer()  # fail here, not at the first batch, when this RDKit lacks the SA score
-    return MoleculeReward(name)
+
+    def reward(smiles: Sequence[str], conditions: Sequence | None = None) -> np.ndarray:
+        return score(smiles, name).values
+
+    return reward
 
 
 def internal_diversity(smiles: Sequence[str], radius: int = 2, n_bits: int = 1024) -> float:
