@@ -303,13 +303,16 @@ def test_killed_run_resumes_to_the_same_table(tmp_path):
     wf = copy_workflow(tmp_path / "killed")
     proc = subprocess.Popen([SNAKEMAKE, "--profile", "profiles/smoke"], cwd=wf, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.time() + 400
-    while not list((wf / "results/smoke/unconditional").glob("base_*/seed*/metrics.json")):
-        assert proc.poll() is None and time.time() < deadline, "workflow ended before the kill"
+    # kill once the first run of any task has finished: which task's jobs Snakemake starts
+    # first is its own choice, so the test must not wait on one task's branch
+    deadline = time.time() + 900
+    while not list((wf / "results/smoke").glob("*/*/seed*/metrics.json")):
+        assert proc.poll() is None, "workflow ended before the kill"
+        assert time.time() < deadline, "no run finished within 900 s"
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (wf / "results/smoke/tables/unconditional.csv").exists()
+    assert len(list((wf / "results/smoke/tables").glob("*.csv"))) < 5
     # SIGKILL leaves Snakemake's lock behind; the README's recovery: unlock, then rerun
     locked = snakemake(wf, "--profile", "profiles/smoke")
     assert locked.returncode != 0 and "--unlock" in locked.stderr
