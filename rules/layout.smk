@@ -35,7 +35,7 @@ if "layout" in SUITE.tasks:
             f"{LAY}/logs/features.log",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
         params:
             py=PY,
             cfg=CONFIGS["layout"],
@@ -55,7 +55,8 @@ if "layout" in SUITE.tasks:
             f"{LAY}/logs/pretrain.log",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
+        priority: 1
         params:
             py=PY,
             cfg=CONFIGS["layout"],
@@ -81,7 +82,7 @@ if "layout" in SUITE.tasks:
             seed=r"\d+",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
         params:
             py=PY,
             cfg=CONFIGS["layout"],
@@ -113,7 +114,7 @@ if "layout" in SUITE.tasks:
             seed=r"\d+",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
         params:
             py=PY,
             cfg=CONFIGS["layout"],

@@ -16,7 +16,7 @@ if "molecule" in SUITE.tasks:
             f"{MOL}/logs/data.log",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
         params:
             py=PY,
             cfg=CONFIGS["molecule"],
@@ -37,7 +37,8 @@ if "molecule" in SUITE.tasks:
             f"{MOL}/logs/pretrain.log",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
+        priority: 1
         params:
             py=PY,
             cfg=CONFIGS["molecule"],
@@ -62,7 +63,7 @@ if "molecule" in SUITE.tasks:
             seed=r"\d+",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
         params:
             py=PY,
             cfg=CONFIGS["molecule"],
@@ -93,7 +94,7 @@ if "molecule" in SUITE.tasks:
             seed=r"\d+",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
         params:
             py=PY,
             cfg=CONFIGS["molecule"],

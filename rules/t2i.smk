@@ -20,7 +20,8 @@ if "t2i" in SUITE.tasks:
             f"{T2I}/logs/pretrain.log",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
+        priority: 3
         params:
             py=PY,
             cfg=CONFIGS["t2i"],
@@ -42,7 +43,7 @@ if "t2i" in SUITE.tasks:
             seed=r"\d+",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
         params:
             py=PY,
             cfg=CONFIGS["t2i"],
@@ -70,7 +71,7 @@ if "t2i" in SUITE.tasks:
             seed=r"\d+",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
         params:
             py=PY,
             cfg=CONFIGS["t2i"],

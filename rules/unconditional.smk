@@ -33,7 +33,7 @@ if "unconditional" in SUITE.tasks:
             f"{UNC}/logs/features.log",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
         params:
             py=PY,
             cfg=CONFIGS["unconditional"],
@@ -52,7 +52,8 @@ if "unconditional" in SUITE.tasks:
             f"{UNC}/logs/pretrain.log",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
+        priority: 2
         params:
             py=PY,
             cfg=CONFIGS["unconditional"],
@@ -75,7 +76,7 @@ if "unconditional" in SUITE.tasks:
             seed=r"\d+",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
         params:
             py=PY,
             cfg=CONFIGS["unconditional"],
@@ -186,7 +187,8 @@ if "unconditional" in SUITE.tasks:
             steps=r"\d+",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
+        priority: 2
         params:
             py=PY,
             cfg=CONFIGS["unconditional"],
@@ -211,7 +213,8 @@ if "unconditional" in SUITE.tasks:
             steps=r"\d+",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
+        priority: 2
         params:
             py=PY,
             cfg=CONFIGS["unconditional"],
@@ -245,7 +248,7 @@ if "unconditional" in SUITE.tasks:
             seed=r"\d+",
         conda:
             "../envs/graftbench.yaml"
-        threads: 2
+        threads: 1
         params:
             py=PY,
             cfg=CONFIGS["unconditional"],
