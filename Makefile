@@ -31,8 +31,8 @@ chromium:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check graftbench tests benchmarks
-	$(VENV)/bin/ruff format --check graftbench tests benchmarks
+	$(VENV)/bin/ruff check graftbench tests benchmarks scorers
+	$(VENV)/bin/ruff format --check graftbench tests benchmarks scorers
 	$(VENV)/bin/snakefmt --check Snakefile rules
 	$(VENV)/bin/snakemake --lint
 
