@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -57,6 +58,10 @@ def suite(config: dict) -> SuiteConfig:
         allowed = sorted([f.name for f in dataclasses.fields(SuiteConfig)] + list(task_configs()))
         raise ConfigError(f"{unknown[0]}: unknown key; allowed keys are {', '.join(allowed)}")
     cfg = parse(SuiteConfig, top)
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", cfg.device):
+        raise ConfigError(
+            f"device: {cfg.device!r} is not a torch device; use cpu, cuda, cuda:N or mps"
+        )
     for t in cfg.tasks:
         if t not in task_configs():
             raise ConfigError(

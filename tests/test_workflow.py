@@ -255,6 +255,7 @@ def test_schema_is_generated_from_the_dataclasses():
         ({"unconditional": {"base": {"sample": {"solver": "rk4"}}}}, "rk4"),
         ({"unconditional": {"base": {"pretrain": {"steps": "many"}}}}, "many"),
         ({"profile": "huge"}, "huge"),
+        ({"device": "gpu"}, "device: 'gpu' is not a torch device"),
         ({"tasks": ["unconditional", "video"]}, "video"),
         ({"unconditional": {"profiles": {"gpu": {}}}}, "gpu"),
         # INC's cross-field rules, which a JSON schema cannot express
