@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from graftbench import records
 from graftbench.config import ConfigError
+from graftbench.distributed import average_gradients
 from graftbench.models.base import ModelAdapter
 from graftbench.models.text2image_config import LoraSettings
 from graftbench.sampling.diffusion import Denoiser, Trajectory, sample_diffusion
@@ -177,7 +178,9 @@ class Updater:
         self.grad_clip = cfg.grad_clip
 
     def step(self) -> float:
-        """Clip, step and clear the accumulated gradients; returns the gradient norm."""
+        """Average the accumulated gradients over data-parallel ranks (none on one process),
+        clip, step and clear them; returns the gradient norm."""
+        average_gradients(self.params)
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)

@@ -1,0 +1,74 @@
+"""Data parallelism inside one job: the pieces the fine-tuning loop needs when it runs on
+several processes (one per GPU, launched by `torchrun` or `accelerate launch`).
+
+Every rank holds the whole model. Each optimiser step averages the gradients over ranks
+before clipping (`Updater.step` calls `average_gradients`), so all ranks take the same step
+and stay equal; a rank's gradient of its own mean loss, averaged over ranks with equal
+local batches, is the gradient of the global batch's mean loss. Forgetting that average is a
+known failure of earlier DDPO code: each rank then trains its own model on its own samples.
+Ranks draw different samples (`rank_seed`), and one rank writes results (`is_writer`).
+
+With no process group initialised (a plain `python -m graftbench` run) every function is the
+identity, and results are bit-identical to code without them. Averaging by hand rather than
+wrapping the network in DistributedDataParallel: the methods call the adapters' own
+forward paths (P-GRAFT's intermediate loss, DDPO's per-step log-probs) several times per
+step, and DDP's hooks assume one forward per backward on the wrapped module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def world() -> tuple[int, int]:
+    """(rank, number of ranks); (0, 1) without a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_writer() -> bool:
+    """Whether this rank writes results, checkpoints and logs (rank 0 only)."""
+    return world()[0] == 0
+
+
+def rank_seed(seed: int, rank: int | None = None) -> int:
+    """The seed of a rank's own random streams: `seed` itself on rank 0 (so one process
+    reproduces a single-process run), independent streams on the others."""
+    rank = world()[0] if rank is None else rank
+    if rank == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+@torch.no_grad()
+def average_gradients(params: Sequence[torch.nn.Parameter]) -> None:
+    """Replace each parameter's gradient by its mean over ranks (a no-op on one rank).
+
+    A parameter with a gradient on some ranks but not on this one counts as zero here; one
+    with no gradient on any rank keeps none, so the optimiser skips it as it would on one
+    process. All gradients travel in one flat tensor: one collective per step."""
+    _, size = world()
+    if size == 1:
+        return
+    params = list(params)
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+    dist.all_reduce(has, op=dist.ReduceOp.MAX)
+    live = [p for p, h in zip(params, has.tolist(), strict=True) if h]
+    for p in live:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    if not live:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in live])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat.div_(size)
+    offset = 0
+    for p in live:
+        n = p.grad.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        offset += n
