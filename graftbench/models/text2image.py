@@ -94,6 +94,7 @@ class Text2ImageAdapter(ModelAdapter):
         self.network, self.tokenizer, self.cfg = network, tokenizer, cfg
         self.tokenizer_files, self.lora = tokenizer_files, lora
         self.prediction_type = cfg.prediction_type
+        self.max_length = cfg.max_length  # tokens per prompt, padding included
         u = network.unet.config
         self.sample_shape = (u.in_channels, u.sample_size, u.sample_size)
         # (num_train_timesteps,) alpha_bar_t of the forward process, shared by both schedulers
@@ -128,7 +129,7 @@ class Text2ImageAdapter(ModelAdapter):
     def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
         """Token ids (batch, max_length): start, words, end, then end tokens as padding (CLIP's
         convention; no attention mask, as in SD, so padding positions carry the prompt too)."""
-        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.cfg.max_length,
+        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.max_length,
                              truncation=True, return_tensors="pt").input_ids  # fmt: skip
         return ids.to(self.device)
 
