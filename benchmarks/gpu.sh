@@ -11,3 +11,6 @@ export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
 python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"
 python3 benchmarks/sampler_throughput.py --device cuda "$@" 2>&1 | tee "${OUT:-/tmp}/gpu_bench.txt"
+# Stable Diffusion 2.1-base sizes against StableDiffusionPipeline (needs transformers too:
+# carry its wheel if the image lacks it)
+python3 benchmarks/sd_sampler.py --device cuda --compile 2>&1 | tee "${OUT:-/tmp}/sd_bench.txt"

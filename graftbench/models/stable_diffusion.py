@@ -47,6 +47,10 @@ class StableDiffusionConfig:
     guidance_scale: float = 7.5  # classifier-free guidance weight w: u + w (c - u); 1 = none
     min_snr_gamma: float | None = None  # Min-SNR loss weighting of fine-tuning; None: plain MSE
     gradient_checkpointing: bool = False  # recompute UNet activations in backward (memory)
+    channels_last: bool = False  # UNet weights and activations in NHWC (faster convolutions
+    # on tensor cores)
+    compile: bool = False  # torch.compile the UNet in place (minutes of compile time, repaid
+    # over many sampling steps; benchmarks/sd_sampler.py measures both)
 
     def __post_init__(self):
         if self.guidance_scale < 1:
@@ -65,6 +69,17 @@ def check_folder(path: str | Path) -> Path:
     if missing:
         raise InputError(f"{folder}: missing {', '.join(missing)}; expected {layout}")
     return folder
+
+
+def speed_options(unet: UNet2DConditionModel, cfg: StableDiffusionConfig) -> None:
+    """Apply the config's memory and speed options to the UNet, in place (its parameter names,
+    hence saved checkpoints, stay those of the plain UNet)."""
+    if cfg.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    if cfg.channels_last:
+        unet.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        unet.compile()
 
 
 class StableDiffusionAdapter(Text2ImageAdapter):
@@ -93,8 +108,7 @@ class StableDiffusionAdapter(Text2ImageAdapter):
             folder, subfolder="tokenizer", local_files_only=True
         )
         scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
-        if cfg.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
+        speed_options(unet, cfg)
         network = Text2ImageNetwork(unet, text, vae)
         network.text_encoder.requires_grad_(False)
         model = cls(network, tokenizer, cfg, scheduler_config)
