@@ -150,20 +150,28 @@ def main() -> None:
         return pipe(prompts, latents=latents.to(dtype), num_inference_steps=args.steps,
                     guidance_scale=args.guidance, eta=0.0, output_type="pt").images.float()  # fmt: skip
 
-    @torch.no_grad()
-    def run_ours():
-        cond = ours.encode_condition(prompts)
-        traj = sample_diffusion(ours.guided(cond), ours.scheduler("ddim"), latents.clone(),
-                                num_steps=args.steps, generator=torch.Generator(dev).manual_seed(0))  # fmt: skip
-        return ours.decode(traj.sample)
+    def sampler(model: StableDiffusionAdapter):
+        """How the suite samples SD: guided DDIM in sample_diffusion, then the VAE decode."""
 
+        @torch.no_grad()
+        def run():
+            cond = model.encode_condition(prompts)
+            traj = sample_diffusion(model.guided(cond), model.scheduler("ddim"), latents.clone(),
+                                    num_steps=args.steps, generator=torch.Generator(dev).manual_seed(0))  # fmt: skip
+            return model.decode(traj.sample)
+
+        return run
+
+    run_ours = sampler(ours)
     contenders = {"diffusers": run_pipe, "ours": run_ours}
     # FLOPs of one sample: the guided UNet calls, the text encoder and the VAE decode
+    with torch.no_grad():
+        guided = ours.guided(ours.encode_condition(prompts[:1]))  # encodes "" too, uncounted
     with FlopCounterMode(display=False) as fc, torch.no_grad():
-        cond = ours.encode_condition(prompts[:1])
-        ours.guided(cond)(latents[:1], torch.tensor([500], device=dev))
+        guided(latents[:1], torch.tensor([500], device=dev))  # the conditional/unconditional pair
     per_step = fc.get_total_flops()
     with FlopCounterMode(display=False) as fc, torch.no_grad():
+        ours.encode_condition(prompts[:1])
         ours.decode(latents[:1])
     flops_per_image = per_step * args.steps + fc.get_total_flops()
 
@@ -178,13 +186,7 @@ def main() -> None:
         fast = StableDiffusionAdapter(Text2ImageNetwork(unet2, pipe.text_encoder, pipe.vae),
                                       tokenizer, cfg, dict(scheduler.config))  # fmt: skip
 
-        @torch.no_grad()
-        def run_fast():
-            cond = fast.encode_condition(prompts)
-            traj = sample_diffusion(fast.guided(cond), fast.scheduler("ddim"), latents.clone(),
-                                    num_steps=args.steps, generator=torch.Generator(dev).manual_seed(0))  # fmt: skip
-            return fast.decode(traj.sample)
-
+        run_fast = sampler(fast)
         diffs["ours+compile"] = (run_fast() - reference).abs().max().item()
         sync(dev)
         compile_s = time.perf_counter() - t0
