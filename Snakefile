@@ -23,10 +23,11 @@ PY = sys.executable  # the interpreter running Snakemake, i.e. the project's ven
 report: "report/workflow.rst"
 
 
-# Every job runs on one thread: on 2 cores two such jobs at a time give 1.35-1.7x the
-# throughput of one 2-thread job at a time (BENCHMARKS.md), since the small models scale
-# poorly across threads. Pre-training and INC's chain carry a priority so the long chains
-# start first. `--set-threads rule=N` overrides it, e.g. on a bigger machine.
+# Every job runs on one thread: on 2 cores two such jobs at a time gave 1.35-1.7x the
+# throughput of one 2-thread job at a time when measured alone, 1.1-1.2x inside the full cpu
+# run (BENCHMARKS.md), since the small models scale poorly across threads. Pre-training and
+# INC's chain carry a priority so the long chains start first. `--set-threads rule=N`
+# overrides it, e.g. on a bigger machine.
 include: "rules/common.smk"
 include: "rules/unconditional.smk"
 include: "rules/t2i.smk"
