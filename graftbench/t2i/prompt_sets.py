@@ -52,12 +52,16 @@ def _text(value, where: str) -> str:
     return value.strip()
 
 
-def load_genai_bench(path: Path) -> list[BenchPrompt]:
-    if path.is_dir():
-        path = path / "genai_image.json"
+def _find(path: Path, name: str, source: str) -> Path:
+    """The set's file: `path` itself, or `name` inside the folder `path`."""
+    path = path / name if path.is_dir() else path
     if not path.is_file():
-        raise InputError(f"{path}: not found; GenAI-Bench's prompts are genai_image.json "
-                         "(BaiqiL/GenAI-Bench-1600 on the Hugging Face hub)")  # fmt: skip
+        raise InputError(f"{path}: not found; the prompts are {name} ({source})")
+    return path
+
+
+def load_genai_bench(path: Path) -> list[BenchPrompt]:
+    path = _find(path, "genai_image.json", "BaiqiL/GenAI-Bench-1600 on the Hugging Face hub")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -75,11 +79,7 @@ def load_genai_bench(path: Path) -> list[BenchPrompt]:
 
 
 def load_geneval(path: Path) -> list[BenchPrompt]:
-    if path.is_dir():
-        path = path / "evaluation_metadata.jsonl"
-    if not path.is_file():
-        raise InputError(f"{path}: not found; GenEval's prompts are prompts/evaluation_metadata.jsonl "
-                         "in its repository (djghosh13/geneval)")  # fmt: skip
+    path = _find(path, "evaluation_metadata.jsonl", "prompts/ in djghosh13/geneval")
     out = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
