@@ -73,12 +73,13 @@ def cmd_train_features(args) -> None:
         from graftbench.tasks import layout_runs
 
         log = Path(args.log) if args.log else None
-        s = layout_runs.train_features(_task_config(args), Path(args.data), Path(args.out), log)
+        s = layout_runs.train_features(_task_config(args), Path(args.data), Path(args.out), log,
+                                       args.device)  # fmt: skip
         print(f"layout FID, training vs test layouts ({s['n']} each): {s['fid_train_vs_test']:.4f}")
         return
     from graftbench.tasks import unconditional
 
-    unconditional.train_features(_task_config(args), Path(args.data), Path(args.out))
+    unconditional.train_features(_task_config(args), Path(args.data), Path(args.out), args.device)
 
 
 def cmd_pretrain(args) -> None:
@@ -86,7 +87,7 @@ def cmd_pretrain(args) -> None:
 
     log = Path(args.log) if args.log else None
     if args.task == "t2i":
-        t2i.pretrain(_task_config(args), Path(args.out), log)
+        t2i.pretrain(_task_config(args), Path(args.out), log, args.device)
         return
     if not args.data:
         raise ConfigError(f"--data: the {args.task} task pre-trains on prepare-data's folder")
@@ -94,14 +95,16 @@ def cmd_pretrain(args) -> None:
         from graftbench.tasks import layout_runs, molecule_runs
 
         module = layout_runs if args.task == "layout" else molecule_runs
-        module.pretrain(_task_config(args), Path(args.data), Path(args.out), log)
+        module.pretrain(_task_config(args), Path(args.data), Path(args.out), log, args.device)
         return
-    unconditional.pretrain(_task_config(args), Path(args.data), Path(args.out), log)
+    unconditional.pretrain(_task_config(args), Path(args.data), Path(args.out), log, args.device)
 
 
 def _t2i_line(m: dict) -> str:
-    return (f"{m['run']} seed {m['seed']}: held-out reward {m['heldout_reward']:.3f} "
-            f"(accuracy {m['heldout_accuracy']:.3f}), training-prompt reward "
+    acc = f" (accuracy {m['heldout_accuracy']:.3f})" if "heldout_accuracy" in m else ""  # a
+    # scorer gives none
+    return (f"{m['run']} seed {m['seed']}: held-out reward {m['heldout_reward']:.3f}{acc}, "
+            "training-prompt reward "
             f"{m['train_reward']:.3f}, {m['reward_queries']} reward queries, {m['wall_s']:.0f} s")  # fmt: skip
 
 
@@ -198,7 +201,7 @@ def cmd_invert(args) -> None:
     from graftbench.tasks import unconditional_inc
 
     s = unconditional_inc.invert(_task_config(args), Path(args.data), Path(args.model),
-                                 args.steps, Path(args.out))  # fmt: skip
+                                 args.steps, Path(args.out), args.device)  # fmt: skip
     print(f"inverted {s['n_images']} images through {s['steps']} Euler steps: "
           f"{s['nfe_per_image']:.1f} NFE/image, reconstruction RMS {s['recon_rms']:.4f}, "
           f"energy distance to N(0, I) {s['diagnostics']['energy_before']:.4f}")  # fmt: skip
@@ -208,7 +211,8 @@ def cmd_train_corrector(args) -> None:
     from graftbench.tasks import unconditional_inc
 
     s = unconditional_inc.train_corrector(_task_config(args), Path(args.noise), Path(args.out),
-                                          Path(args.log) if args.log else None)  # fmt: skip
+                                          Path(args.log) if args.log else None,
+                                          args.device)  # fmt: skip
     for steps, d in s["diagnostics"].items():
         print(f"corrector, {steps} steps: energy distance to held-out inverted noise "
               f"{d['energy_after']:.4f} (N(0, I): {d['energy_before']:.4f})")  # fmt: skip
@@ -280,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--data", required=True)
     v.add_argument("--out", required=True)
     v.add_argument("--log", help="layout: training curve (JSON lines)")
+    v.add_argument("--device", default="cpu")
     v = verb("pretrain", cmd_pretrain, "pre-train the base model")
     task_args(v)
     v.add_argument(
@@ -288,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--out", required=True)
     v.add_argument("--log")
+    v.add_argument("--device", default="cpu")
     v = verb("sample", cmd_sample, "sample a model into a run folder")
     task_args(v)
     v.add_argument("--model", required=True)
@@ -303,11 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--model", required=True)
     v.add_argument("--steps", type=int, required=True, help="Euler steps of the base sampler")
     v.add_argument("--out", required=True, help="inverted noise .pt (a .json summary beside it)")
+    v.add_argument("--device", default="cpu")
     v = verb("train-corrector", cmd_train_corrector, "train an INC corrector on inverted noise")
     task_args(v)
     v.add_argument("--noise", required=True, help="invert's --out")
     v.add_argument("--out", required=True, help="corrector .pt (a .json summary beside it)")
     v.add_argument("--log")
+    v.add_argument("--device", default="cpu")
     v = verb("evaluate-model", cmd_evaluate_model,
              "t2i, layout, molecule: evaluate the pre-trained model as fine-tuned ones are "
              "(the base run)")  # fmt: skip

@@ -7,6 +7,9 @@ and stay equal; a rank's gradient of its own mean loss, averaged over ranks with
 local batches, is the gradient of the global batch's mean loss. Forgetting that average is a
 known failure of earlier DDPO code: each rank then trains its own model on its own samples.
 Ranks draw different samples (`rank_seed`), and one rank writes results (`is_writer`).
+`loop.run` exchanges its few small per-round values (rewards, statistics, generator states)
+as Python objects (`all_gather_objects`); under an NCCL-only process group those travel on
+the current CUDA device, so the launcher sets it (`torch.cuda.set_device(LOCAL_RANK)`).
 
 With no process group initialised (a plain `python -m graftbench` run) every function is the
 identity, and results are bit-identical to code without them. Averaging by hand rather than
@@ -18,6 +21,7 @@ step, and DDP's hooks assume one forward per backward on the wrapped module.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,7 +60,9 @@ def average_gradients(params: Sequence[torch.nn.Parameter]) -> None:
     if size == 1:
         return
     params = list(params)
-    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+    # on the parameters' device: an NCCL-only process group refuses CPU tensors
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32,
+                       device=params[0].device)  # fmt: skip
     dist.all_reduce(has, op=dist.ReduceOp.MAX)
     live = [p for p, h in zip(params, has.tolist(), strict=True) if h]
     for p in live:
@@ -72,3 +78,42 @@ def average_gradients(params: Sequence[torch.nn.Parameter]) -> None:
         n = p.grad.numel()
         p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
         offset += n
+
+
+def all_gather_objects(obj: Any) -> list:
+    """Every rank's `obj` (picklable), in rank order; [obj] itself, not a copy, on one
+    process. A collective: every rank calls it at the same point."""
+    _, size = world()
+    if size == 1:
+        return [obj]
+    out: list = [None] * size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (nothing on one process)."""
+    if world()[1] > 1:
+        dist.barrier()
+
+
+def from_writer(obj: Any) -> Any:
+    """The writer's `obj` on every rank (a collective), for decisions that ranks must share,
+    e.g. whether this round writes a checkpoint when only the writer's clock decides."""
+    return all_gather_objects(obj)[0]
+
+
+def merge_stats(per_rank: Sequence[dict], summed: Sequence[str] = ()) -> dict:
+    """One round's statistics from every rank's dict (same keys): the keys in `summed`
+    (counts of samples or examples) are added up; other numbers that differ between ranks
+    are averaged, which for per-rank means over equal-sized local batches is the mean over
+    all of them (a per-rank maximum becomes a mean of maxima); anything else is rank 0's."""
+    out = dict(per_rank[0])
+    for key, first in out.items():
+        values = [s[key] for s in per_rank]
+        if key in summed:
+            out[key] = sum(values)
+        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            if any(v != first for v in values):  # NaNs differ too, and average to NaN
+                out[key] = float(np.mean(values))
+    return out

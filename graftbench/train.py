@@ -46,8 +46,14 @@ def fit(
 
     loss_fn draws its own batch and noise from the generator it is given (so resuming
     restores them). The final checkpoint at `out` holds {"model": EMA weights, "config"}.
+
+    The network trains where it is (the caller moves it); the generator stays on the CPU,
+    so a run draws the same batches and noise on every device, and loss_fn moves them to
+    the network's device. The final weights are saved as CPU tensors, and the checkpoint
+    records the device they were trained on.
     """
     out = Path(out)
+    device = next(network.parameters()).device
     partial = out.with_name(out.name + ".partial")
     opt = torch.optim.AdamW(network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
@@ -62,6 +68,8 @@ def fit(
         sched.load_state_dict(ckpt["scheduler"])
         g.set_state(ckpt["generator"])
         torch.set_rng_state(ckpt["torch_rng"])
+        if "cuda_rng" in ckpt:  # dropout on a GPU draws from the device's own generator
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
         start = ckpt["step"]
     t0 = time.time()
     bar = tqdm(range(start, cfg.steps), desc=f"train {out.stem}", mininterval=5, disable=None)
@@ -80,12 +88,22 @@ def fit(
             records.append_jsonl(log, {"step": done, "loss": loss.item(), "lr": sched.get_last_lr()[0],
                                        "elapsed_s": time.time() - t0})  # fmt: skip
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            records.save_checkpoint(partial, {
+            # load_checkpoint maps these to the CPU; load_state_dict moves them back
+            state = {
                 "model": network.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "generator": g.get_state(),
                 "torch_rng": torch.get_rng_state(), "step": done,
-            }, config)  # fmt: skip
-    records.save_checkpoint(out, {"model": ema.state_dict(), "steps": cfg.steps}, config)
+            }  # fmt: skip
+            if device.type == "cuda":
+                state["cuda_rng"] = torch.cuda.get_rng_state(device)
+            records.save_checkpoint(partial, state, config)
+    # CPU tensors, so the file loads anywhere without map_location (.cpu() is a no-op on the
+    # CPU); set in place, so the state dict keeps its _metadata (module versions)
+    weights = ema.state_dict()
+    for k, v in weights.items():
+        weights[k] = v.cpu()
+    records.save_checkpoint(out, {"model": weights, "steps": cfg.steps, "device": str(device)},
+                            config)  # fmt: skip
     partial.unlink(missing_ok=True)
     return ema
 

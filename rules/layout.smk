@@ -40,10 +40,11 @@ if "layout" in SUITE.tasks:
             py=PY,
             cfg=CONFIGS["layout"],
             config_slice=config_slice("layout", *LAY_DATA, "features", "evaluate"),
+            device=SUITE.device,
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-features --task layout"
             " --config {params.cfg:q} --data $(dirname {input}) --out {output.net}"
-            " --log $(dirname {output.net})/features.jsonl > {log} 2>&1"
+            " --log $(dirname {output.net})/features.jsonl --device {params.device} > {log} 2>&1"
 
     rule layout_pretrain:
         input:
@@ -53,18 +54,19 @@ if "layout" in SUITE.tasks:
             curve=f"{LAY}/pretrain.jsonl",
         log:
             f"{LAY}/logs/pretrain.log",
+        priority: 1
         conda:
             "../envs/graftbench.yaml"
         threads: 1
-        priority: 1
         params:
             py=PY,
             cfg=CONFIGS["layout"],
             config_slice=config_slice("layout", *LAY_DATA, "model", "pretrain"),
+            device=SUITE.device,
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench pretrain --task layout"
             " --config {params.cfg:q} --data $(dirname {input}) --out {output.model}"
-            " --log {output.curve} > {log} 2>&1"
+            " --log {output.curve} --device {params.device} > {log} 2>&1"
 
     rule layout_base:
         input:

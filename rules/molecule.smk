@@ -35,18 +35,19 @@ if "molecule" in SUITE.tasks:
             curve=f"{MOL}/pretrain.jsonl",
         log:
             f"{MOL}/logs/pretrain.log",
+        priority: 1
         conda:
             "../envs/graftbench.yaml"
         threads: 1
-        priority: 1
         params:
             py=PY,
             cfg=CONFIGS["molecule"],
             config_slice=config_slice("molecule", "data", "model", "pretrain"),
+            device=SUITE.device,
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench pretrain --task molecule"
             " --config {params.cfg:q} --data $(dirname {input}) --out {output.model}"
-            " --log {output.curve} > {log} 2>&1"
+            " --log {output.curve} --device {params.device} > {log} 2>&1"
 
     rule molecule_base:
         input:

@@ -6,10 +6,13 @@ if "t2i" in SUITE.tasks:
     T2I_RUNS = T2I_CFG.runs()
     T2I_EVAL = (
         "scenes",
+        "prompts",
         "finetune_prompts",
         "verifier",
+        "scorer",
         "evaluate",
         "model.guidance_scale",
+        "stable_diffusion",
     )
 
     rule t2i_pretrain:
@@ -18,17 +21,21 @@ if "t2i" in SUITE.tasks:
             curve=f"{T2I}/pretrain.jsonl",
         log:
             f"{T2I}/logs/pretrain.log",
+        priority: 3
         conda:
             "../envs/graftbench.yaml"
         threads: 1
-        priority: 3
         params:
             py=PY,
             cfg=CONFIGS["t2i"],
-            config_slice=config_slice("t2i", "scenes", "model", "pretrain"),
+            config_slice=config_slice(
+                "t2i", "scenes", "model", "pretrain", "stable_diffusion"
+            ),
+            device=SUITE.device,
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench pretrain --task t2i"
-            " --config {params.cfg:q} --out {output.model} --log {output.curve} > {log} 2>&1"
+            " --config {params.cfg:q} --out {output.model} --log {output.curve}"
+            " --device {params.device} > {log} 2>&1"
 
     rule t2i_base:
         input:

@@ -38,9 +38,11 @@ if "unconditional" in SUITE.tasks:
             py=PY,
             cfg=CONFIGS["unconditional"],
             config_slice=config_slice("unconditional", "features"),
+            device=SUITE.device,
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-features"
-            " --config {params.cfg:q} --data $(dirname {input}) --out {output} > {log} 2>&1"
+            " --config {params.cfg:q} --data $(dirname {input}) --out {output}"
+            " --device {params.device} > {log} 2>&1"
 
     rule unconditional_pretrain:
         input:
@@ -50,17 +52,19 @@ if "unconditional" in SUITE.tasks:
             curve=f"{UNC}/pretrain.jsonl",
         log:
             f"{UNC}/logs/pretrain.log",
+        priority: 2
         conda:
             "../envs/graftbench.yaml"
         threads: 1
-        priority: 2
         params:
             py=PY,
             cfg=CONFIGS["unconditional"],
             config_slice=config_slice("unconditional", "model", "pretrain"),
+            device=SUITE.device,
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench pretrain --config {params.cfg:q}"
-            " --data $(dirname {input}) --out {output.model} --log {output.curve} > {log} 2>&1"
+            " --data $(dirname {input}) --out {output.model} --log {output.curve}"
+            " --device {params.device} > {log} 2>&1"
 
     rule unconditional_sample:
         input:
@@ -185,20 +189,21 @@ if "unconditional" in SUITE.tasks:
             f"{UNC}/logs/invert_{{steps}}.log",
         wildcard_constraints:
             steps=r"\d+",
+        priority: 2
         conda:
             "../envs/graftbench.yaml"
         threads: 1
-        priority: 2
         params:
             py=PY,
             cfg=CONFIGS["unconditional"],
             config_slice=config_slice(
                 "unconditional", "inc.invert", "inc.train.seed", "sample.shift"
             ),
+            device=SUITE.device,
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench invert --config {params.cfg:q}"
             " --data $(dirname {input.train}) --model {input.model} --steps {wildcards.steps}"
-            " --out {output.noise} > {log} 2>&1"
+            " --out {output.noise} --device {params.device} > {log} 2>&1"
 
     rule unconditional_corrector:
         input:
@@ -211,10 +216,10 @@ if "unconditional" in SUITE.tasks:
             f"{UNC}/logs/corrector_{{steps}}.log",
         wildcard_constraints:
             steps=r"\d+",
+        priority: 2
         conda:
             "../envs/graftbench.yaml"
         threads: 1
-        priority: 2
         params:
             py=PY,
             cfg=CONFIGS["unconditional"],
@@ -226,10 +231,11 @@ if "unconditional" in SUITE.tasks:
                 "inc.corrector_steps",
                 "sample.shift",
             ),
+            device=SUITE.device,
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-corrector"
             " --config {params.cfg:q} --noise {input} --out {output.model} --log {output.curve}"
-            " > {log} 2>&1"
+            " --device {params.device} > {log} 2>&1"
 
     rule unconditional_sample_inc:
         input:

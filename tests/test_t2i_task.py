@@ -12,9 +12,10 @@ import torch
 from graftbench.__main__ import main
 from graftbench.config import ConfigError, parse, to_dict
 from graftbench.spec import resolve
+from graftbench.t2i.judge import VerifierJudge
 from graftbench.t2i.scenes import render, sample_scene
 from graftbench.t2i.verifier import VerifierConfig
-from graftbench.tasks.t2i import T2IConfig, diversity, eval_prompts, finetune_prompts, score
+from graftbench.tasks.t2i import T2IConfig, diversity, eval_prompts, finetune_prompts
 from tests.conftest import workflow_config
 
 
@@ -77,11 +78,11 @@ def test_score_is_per_category_and_perfect_on_clean_renders():
     prompts = eval_prompts(cfg)["heldout"]
     rng = np.random.default_rng(0)
     images = np.stack([render(sample_scene(p, rng), 32) for p in prompts])
-    s = score(images, prompts, VerifierConfig(), "heldout")
+    s = VerifierJudge(VerifierConfig()).score(images, prompts, "heldout")
     assert s["heldout_reward"] == 1.0 and s["heldout_accuracy"] == 1.0
     cats = {p.category for p in prompts}
     assert {k for k in s if "_acc_" in k} == {f"heldout_acc_{c}" for c in cats}
-    blank = score(np.zeros_like(images), prompts, VerifierConfig(), "x")
+    blank = VerifierJudge(VerifierConfig()).score(np.zeros_like(images), prompts, "x")
     assert blank["x_reward"] == 0.0 and all(blank[f"x_acc_{c}"] == 0.0 for c in cats)
 
 

@@ -81,15 +81,19 @@ class LayoutFeatureNet(nn.Module):
 def feature_loss(net: LayoutFeatureNet, boxes: np.ndarray, classes: np.ndarray, mask: np.ndarray,
                  cfg: LayoutFeatureConfig) -> Callable[[int, torch.Generator], torch.Tensor]:  # fmt: skip
     """loss_fn(step, generator) for `train.fit`: padded training layouts boxes (n, L, 4),
-    classes (n, L), mask (n, L); a random batch per step, half of it jittered."""
+    classes (n, L), mask (n, L); a random batch per step, half of it jittered. The batch and
+    jitter come from fit's CPU generator and move to the network's device."""
     b, c, m = (torch.from_numpy(a) for a in (boxes.astype(np.float32), classes, mask))
 
     def loss_fn(step: int, g: torch.Generator) -> torch.Tensor:
+        dev = net.pos.device
         idx = torch.randint(len(b), (cfg.train.batch_size,), generator=g)
-        x, cls, msk = b[idx], c[idx], m[idx]
+        x, cls, msk = b[idx].to(dev), c[idx].to(dev), m[idx].to(dev)
         fake = torch.rand(len(idx), generator=g) < 0.5
         std = torch.rand(len(idx), 1, 1, generator=g) * cfg.max_jitter * fake[:, None, None]
-        noisy = (x + std * torch.randn(x.shape, generator=g)).clamp(0, 1) * msk[..., None]
+        jitter = std * torch.randn(x.shape, generator=g)
+        fake, jitter = fake.to(dev), jitter.to(dev)
+        noisy = (x + jitter).clamp(0, 1) * msk[..., None]
         _, logit, rec = net(noisy, cls, msk)
         bce = nn.functional.binary_cross_entropy_with_logits(logit, (~fake).float())
         mse = ((rec - x) ** 2).sum(-1)[msk].mean()
@@ -101,11 +105,12 @@ def feature_loss(net: LayoutFeatureNet, boxes: np.ndarray, classes: np.ndarray, 
 @torch.no_grad()
 def extract(net: LayoutFeatureNet, boxes: np.ndarray, classes: np.ndarray, mask: np.ndarray,
             batch_size: int = 1024) -> np.ndarray:  # fmt: skip
-    """Features (n, dim) float64 of padded layouts."""
+    """Features (n, dim) float64 of padded layouts, computed on the network's device."""
     net.eval()
+    dev = net.pos.device
     out = []
     for s in range(0, len(boxes), batch_size):
         sl = slice(s, s + batch_size)
-        out.append(net.features(torch.from_numpy(boxes[sl].astype(np.float32)),
-                                torch.from_numpy(classes[sl]), torch.from_numpy(mask[sl])))  # fmt: skip
+        inputs = (boxes[sl].astype(np.float32), classes[sl], mask[sl])
+        out.append(net.features(*(torch.from_numpy(a).to(dev) for a in inputs)).cpu())
     return torch.cat(out).double().numpy()

@@ -82,7 +82,8 @@ def invert_data(velocity: Velocity, data: torch.Tensor, sigmas: torch.Tensor,
     noise, iters, resid, sq, worst, nfe = [], [], [], 0.0, 0.0, 0
     for x in tqdm(data.split(cfg.batch_size), desc=f"invert {len(sigmas) - 1} steps", disable=None):
         if cfg.perturb > 0:
-            x = x + cfg.perturb * torch.randn(x.shape, generator=generator, device=x.device)
+            # drawn on the generator's CPU and moved, so every device gets the same noise
+            x = x + cfg.perturb * torch.randn(x.shape, generator=generator).to(x.device)
         res = invert_euler(velocity, x, sigmas, max_iters=cfg.max_iters, tol=cfg.tol)
         back, _ = solve_flow(velocity, res.noise, sigmas)
         err = back - x
@@ -104,13 +105,15 @@ def corrector_loss(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
     The corrector's "data" is the inverted noise z (at sigma = 0) and its source is N(0, I)
     (at sigma = 1), on the rectified-flow path (graftbench.paths.rectified_flow), so it is
-    sampled by the same solver as the base. denoise(x_t, t) -> v with t = 1000 sigma."""
+    sampled by the same solver as the base. denoise(x_t, t) -> v with t = 1000 sigma.
+    Batches and noise come from fit's CPU generator and move to `noise`'s device, which
+    should be the corrector's."""
     from graftbench.paths import rectified_flow, sample_sigma
 
     def loss(step: int, g: torch.Generator) -> torch.Tensor:
         z = noise[torch.randint(len(noise), (batch_size,), generator=g)]
-        eps = torch.randn(z.shape, generator=g)
-        path = rectified_flow(z, eps, sample_sigma(batch_size, g, sigma_sampling))
+        eps = torch.randn(z.shape, generator=g).to(z.device)
+        path = rectified_flow(z, eps, sample_sigma(batch_size, g, sigma_sampling).to(z.device))
         return torch.nn.functional.mse_loss(denoise(path.xt, path.t), path.target)
 
     return loss

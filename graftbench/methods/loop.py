@@ -12,11 +12,16 @@ than `reward_budget` samples and, the budget being a multiple of M, ends on it e
 A model is reached only through `ModelAdapter`: `encode_condition` + `denoise` (or a T2I
 adapter's `guided`, for classifier-free guidance) build the sampler callable, `decode` maps
 final states to what the reward scores, `scheduler` gives the sampler.
+
+Data parallel (several ranks, `graftbench.distributed`): every rank draws the same round of
+conditions and samples, scores and trains on its own share of the groups, whole groups, so a
+condition's M samples stay on one rank for GRAFT's per-condition selection and DDPO's
+per-prompt advantages. The budget counts the queries of all ranks; the averaged optimiser
+steps keep every rank's model equal; rank 0 alone logs, evaluates and checkpoints.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
@@ -30,7 +35,16 @@ from tqdm.auto import tqdm
 
 from graftbench import records
 from graftbench.config import ConfigError
-from graftbench.distributed import average_gradients
+from graftbench.distributed import (
+    all_gather_objects,
+    average_gradients,
+    from_writer,
+    is_writer,
+    merge_stats,
+    rank_seed,
+    world,
+)
+from graftbench.methods.loop_state import check_ranks, resumable, save_state, state_fingerprint
 from graftbench.models.base import ModelAdapter
 from graftbench.models.text2image_config import LoraSettings
 from graftbench.sampling.diffusion import Denoiser, Trajectory, sample_diffusion
@@ -40,9 +54,11 @@ Reward = Callable[[Any, Sequence[Any]], Any]  # (samples, conditions) -> Tensor/
 
 @dataclass
 class LoopConfig:
-    reward_budget: int = 4096  # reward queries (samples scored) over the whole run; a
-    # multiple of samples_per_prompt, so the last round can be cut to whole groups
-    prompts_per_round: int = 16  # conditions per round (the last round may take fewer)
+    reward_budget: int = 4096  # reward queries (samples scored) over the whole run, all ranks
+    # together; a multiple of samples_per_prompt (times the ranks), so the last round can be
+    # cut to whole groups (split evenly across ranks)
+    prompts_per_round: int = 16  # conditions per round, all ranks together (a multiple of the
+    # ranks; the last round may take fewer)
     samples_per_prompt: int = 8  # M, samples drawn per condition per round
     num_steps: int = 20  # sampler steps N
     scheduler: Literal["ddim", "ddpm"] = "ddim"  # sampler (the adapter's `scheduler(kind)`)
@@ -52,7 +68,8 @@ class LoopConfig:
     sample_batch: int = 64  # trajectories per sampler call (memory, not maths)
     count_flops: bool = False  # count sampling and training FLOPs with torch's FlopCounterMode
     # (exact, forward and backward, but slows small models down: wall time is always logged)
-    seed: int = 0  # condition order, initial noise, selection and training noise
+    seed: int = 0  # condition order, initial noise, selection and training noise (on several
+    # ranks: the condition order is shared, the rest is drawn per rank from `rank_seed`)
 
     def __post_init__(self):
         for key in ("reward_budget", "prompts_per_round", "samples_per_prompt", "num_steps",
@@ -289,39 +306,64 @@ def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *
     training samples), sampler_nfe (network evaluations so far, a CFG pair counting as one),
     nfe_per_sample, sample_s, reward_s, train_s, elapsed_s, sample_flops and train_flops
     (this round, with count_flops), and the method's statistics (n_accepted, train_loss, ...).
+
+    On several ranks (`distributed.world`; call it on every rank with the same arguments):
+    rank r takes groups r, r + ranks, ... of each round's conditions; reward_queries,
+    n_prompts, reward_* and sampler_nfe count all ranks' samples; the method's n_accepted
+    and train_examples are summed over ranks, its other statistics averaged where they differ
+    (`merge_stats`); timings and FLOPs are rank 0's. Only rank 0 (`is_writer`) shows the
+    progress bar, calls `on_round` (so it must not call collectives: the other ranks are not
+    there), writes `log` and the checkpoint; its rows alone carry on_round's columns. The
+    checkpoint stores each rank's generators and is resumed only at the same number of ranks.
+    prompts_per_round and reward_budget / samples_per_prompt must be multiples of the ranks
+    (a ConfigError otherwise), so every round, the last one included, gives each rank the
+    same number of groups and the ranks take the same number of optimiser steps.
     """
     if not conditions:
         raise ValueError("run: no training conditions")
     model, m = method.model, cfg.samples_per_prompt
+    rank, size = world()
+    check_ranks(method, cfg, size)
     device = next(model.network.parameters()).device
     g = torch.Generator().manual_seed(cfg.seed)
     # sample_diffusion draws step noise on the states' device, so its generator lives there
-    g_sample = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    g_sample = torch.Generator(device=device).manual_seed(rank_seed(cfg.seed + 1))
+    # one process draws selection and training noise from `g` as well (as it always has); on
+    # several ranks `g` must stay equal on all of them (it picks the rounds' conditions), so
+    # each rank trains with its own generator
+    g_train = g if size == 1 else torch.Generator().manual_seed(rank_seed(cfg.seed + 2))
     counter, order, rows, nfe, t0 = RewardCounter(reward, cfg.reward_budget), [], [], 0, time.time()
-    fingerprint = _fingerprint(method, conditions)
-    if checkpoint and (state := _resumable(checkpoint, fingerprint)):
-        method.load_state_dict(state["method"])
+    fingerprint = state_fingerprint(method, conditions, size)
+    if checkpoint and (state := resumable(checkpoint, fingerprint)):
+        own = state["ranks"][rank] if size > 1 else state
+        # on several ranks, each rank's own part of the method state over the shared weights
+        method.load_state_dict({**state["method"], **own["method"]})
         g.set_state(state["generator"])
-        g_sample.set_state(state["sample_generator"])
-        torch.set_rng_state(state["torch_rng"])
+        g_sample.set_state(own["sample_generator"])
+        torch.set_rng_state(own["torch_rng"])
+        if size > 1:
+            g_train.set_state(own["train_generator"])
         order, rows, nfe = state["order"], state["rows"], state["nfe"]
         counter.queries = state["queries"]
         t0 -= rows[-1]["elapsed_s"]
-        if log:
+        if log and is_writer():
             Path(log).unlink(missing_ok=True)
             for row in rows:
                 records.append_jsonl(log, row)
+    if len(set(all_gather_objects(len(rows)))) > 1:  # e.g. a checkpoint one rank cannot see
+        raise RuntimeError(f"{checkpoint}: the ranks resume after different rounds")
     saved_at = time.time()
-    # quiet when not on a terminal (disable=None), as in train.fit
+    # quiet when not on a terminal (disable=None), as in train.fit, and off other ranks
     bar = tqdm(total=cfg.reward_budget, initial=counter.queries, desc="fine-tune (reward queries)",
-               mininterval=5, disable=None)  # fmt: skip
+               mininterval=5, disable=None if is_writer() else True)  # fmt: skip
     while counter.remaining:
         groups = min(cfg.prompts_per_round, counter.remaining // m)
         picked = []
         for _ in range(groups):  # shuffled passes: every condition is seen once per pass
             order = order or torch.randperm(len(conditions), generator=g).tolist()
             picked.append(conditions[order.pop()])
-        conds = [c for c in picked for _ in range(m)]
+        mine = picked[rank::size]  # this rank's groups: all of them on one process
+        conds = [c for c in mine for _ in range(m)]
         inputs = [model_input(c) for c in conds] if model_input else list(conds)
         with _cost(cfg.count_flops) as sample_cost:
             roll = method.sample(inputs, g_sample)
@@ -344,8 +386,13 @@ def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *
                 f"condition {conds[i]!r}); a reward must score every sample (0 for invalid ones)"
             )
         with _cost(cfg.count_flops) as train_cost:
-            stats = method.update(roll, rewards.view(groups, m), g)
-        nfe += roll.nfe * len(conds)
+            stats = method.update(roll, rewards.view(len(mine), m), g_train)
+        if size > 1:  # the row describes every rank's samples; the budget counts them all
+            parts = all_gather_objects((rewards, stats))
+            rewards = torch.cat([r for r, _ in parts])
+            stats = merge_stats([s for _, s in parts], summed=("n_accepted", "train_examples"))
+            counter.queries += len(rewards) - len(conds)
+        nfe += roll.nfe * len(rewards)
         row = {"round": len(rows), "reward_queries": counter.queries, "n_prompts": groups,
                "reward_mean": rewards.mean().item(), "reward_max": rewards.max().item(),
                "reward_std": rewards.std(correction=0).item(),
@@ -354,45 +401,22 @@ def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *
                **{f"{k}_flops": c["flops"] for k, c in (("sample", sample_cost),
                                                         ("train", train_cost)) if "flops" in c},
                **stats}  # fmt: skip
-        if on_round:
+        if on_round and is_writer():
             row.update(on_round(row))
         rows.append(row)
-        if log:
+        if log and is_writer():
             records.append_jsonl(log, row)
-        if checkpoint and (not counter.remaining or time.time() - saved_at >= checkpoint_every_s):
-            records.save_checkpoint(checkpoint, {
-                "method": method.state_dict(), "generator": g.get_state(),
-                "sample_generator": g_sample.get_state(), "torch_rng": torch.get_rng_state(),
-                "order": order, "rows": rows, "nfe": nfe, "queries": counter.queries,
-            }, fingerprint)  # fmt: skip
+        # the writer's clock decides, for all ranks: saving gathers every rank's state
+        if checkpoint and from_writer(
+            not counter.remaining or time.time() - saved_at >= checkpoint_every_s
+        ):
+            save_state(checkpoint, fingerprint, method, g, g_sample, g_train, order, rows, nfe,
+                  counter.queries)  # fmt: skip
             saved_at = time.time()
-        bar.update(len(conds))
+        bar.update(len(rewards))
         bar.set_postfix(reward=f"{row['reward_mean']:.3f}", refresh=False)
     bar.close()
     return rows
-
-
-def _fingerprint(method: Method, conditions: Sequence) -> dict:
-    """What must match for a checkpoint to be resumed: the method, its whole config (budget,
-    sampler, optimiser, seed) and the training conditions."""
-    cfg = method.cfg
-    return {"method": type(method).__name__,
-            "config": dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else repr(cfg),
-            "conditions": [repr(c) for c in conditions]}  # fmt: skip
-
-
-def _resumable(path: str | Path, fingerprint: dict) -> dict | None:
-    """The checkpoint's state if it exists and was written for `fingerprint`, else None (a
-    stale checkpoint from another config is reported and ignored: the run starts over)."""
-    if not Path(path).exists():
-        return None
-    state = records.load_checkpoint(path)
-    if state.get("config") != fingerprint:
-        print(f"{path}: written by another method config or condition list; starting over")
-        return None
-    print(f"{path}: resuming after round {len(state['rows']) - 1} "
-          f"({state['queries']} reward queries spent)")  # fmt: skip
-    return state
 
 
 @contextmanager

@@ -46,17 +46,20 @@ class FeatureNet(nn.Module):
         return self.head(self.features(x))
 
 
-def train_feature_net(images: np.ndarray, labels: np.ndarray, cfg: FeatureNetConfig):
-    """images (N, H, W, C) uint8, labels (N,) -> (trained FeatureNet, training accuracy)."""
+def train_feature_net(images: np.ndarray, labels: np.ndarray, cfg: FeatureNetConfig,
+                      device: str = "cpu"):  # fmt: skip
+    """images (N, H, W, C) uint8, labels (N,) -> (trained FeatureNet on `device`, training
+    accuracy). Initialisation and batch order come from the CPU, so they are the same on
+    every device."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     y = torch.from_numpy(labels)
-    net = FeatureNet(x.shape[1], x.shape[2], int(y.max()) + 1, cfg.dim)
+    net = FeatureNet(x.shape[1], x.shape[2], int(y.max()) + 1, cfg.dim).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     for _ in tqdm(range(cfg.steps), desc="feature net", mininterval=5, disable=None):
         idx = torch.randint(len(x), (cfg.batch_size,), generator=g)
-        loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
+        loss = nn.functional.cross_entropy(net(x[idx].to(device)), y[idx].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -65,5 +68,6 @@ def train_feature_net(images: np.ndarray, labels: np.ndarray, cfg: FeatureNetCon
 
 @torch.no_grad()
 def accuracy(net: FeatureNet, x: torch.Tensor, y: torch.Tensor) -> float:
-    pred = torch.cat([net(b).argmax(1) for b in x.split(500)])
+    device = next(net.parameters()).device
+    pred = torch.cat([net(b.to(device)).argmax(1).cpu() for b in x.split(500)])
     return (pred == y).float().mean().item()

@@ -127,7 +127,11 @@ def _trained_cnn(path: str, device: str) -> Backend:
     net.load_state_dict(ckpt["model"])
     # native resolution: clean-fid's ResizeDataset turns uint8 into [0, 255] floats unchanged
     return Backend(
-        "trained-cnn", _CNNFeatures(net.eval()), "clean", _identity, f"cnn-{_digest(path)}"
+        "trained-cnn",
+        _CNNFeatures(net.to(device).eval()),
+        "clean",
+        _identity,
+        f"cnn-{_digest(path)}",
     )
 
 

@@ -18,9 +18,7 @@ full fine-tuning of half-precision weights with AdamW loses most small updates.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from diffusers import (
@@ -32,29 +30,12 @@ from diffusers import (
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from graftbench import records
-from graftbench.config import ConfigError, InputError, parse, to_dict
+from graftbench.config import InputError, parse, to_dict
 from graftbench.models.text2image import Text2ImageAdapter, Text2ImageNetwork
-from graftbench.models.text2image_config import LoraSettings
+from graftbench.models.text2image_config import LoraSettings, StableDiffusionConfig
 
 PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass
-class StableDiffusionConfig:
-    path: str = ""  # a diffusers folder (save_pretrained layout) holding the parts above
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # the networks' dtype
-    guidance_scale: float = 7.5  # classifier-free guidance weight w: u + w (c - u); 1 = none
-    min_snr_gamma: float | None = None  # Min-SNR loss weighting of fine-tuning; None: plain MSE
-    gradient_checkpointing: bool = False  # recompute UNet activations in backward (memory)
-    channels_last: bool = False  # UNet weights and activations in NHWC (faster convolutions
-    # on tensor cores)
-    compile: bool = False  # torch.compile the UNet in place (minutes of compile time, repaid
-    # over many sampling steps; benchmarks/sd_sampler.py measures both)
-
-    def __post_init__(self):
-        if self.guidance_scale < 1:
-            raise ConfigError(f"model.guidance_scale: {self.guidance_scale} is below 1")
 
 
 def check_folder(path: str | Path) -> Path:
@@ -126,9 +107,13 @@ class StableDiffusionAdapter(Text2ImageAdapter):
         return super().encode_images(images.to(vae.dtype), generator).float()
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
-        vae = self.network.vae
-        x = vae.decode(x.to(vae.dtype) / vae.config.scaling_factor).sample
-        return ((x.float() + 1) / 2).clamp(0, 1)
+        """Images in [0, 1], decoded `decode_batch` latents at a time: the VAE decoder's
+        activations at 512 px take about a gigabyte per image, and a fine-tuning round
+        decodes all its samples at once."""
+        vae, n = self.network.vae, self.cfg.decode_batch
+        parts = [vae.decode(z.to(vae.dtype) / vae.config.scaling_factor).sample.float()
+                 for z in x.split(n)]  # fmt: skip
+        return ((torch.cat(parts) + 1) / 2).clamp(0, 1)
 
     def scheduler(self, kind: str):
         """A fresh DDPM or DDIM scheduler on the folder's training schedule (its own class

@@ -90,3 +90,28 @@ class LoraSettings:
     alpha: float | None = None  # the update is scaled by alpha / r; None: alpha = r (scale 1)
     targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
     # UNet attention projections, self- and cross-attention alike (as in SD LoRA training)
+
+
+@dataclass
+class StableDiffusionConfig:
+    """Stable Diffusion v2 (or any SD-family diffusers folder) as the base: see
+    graftbench/models/stable_diffusion.py, which loads it."""
+
+    path: str = ""  # a local diffusers folder in save_pretrained layout (model_index.json,
+    # unet/, vae/, text_encoder/, tokenizer/, scheduler/), e.g. the snapshot folder of
+    # stabilityai/stable-diffusion-2-1-base in the Hugging Face cache
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # the networks' dtype
+    guidance_scale: float = 7.5  # classifier-free guidance weight w: u + w (c - u); 1 = none
+    min_snr_gamma: float | None = None  # Min-SNR loss weighting of fine-tuning; None: plain MSE
+    gradient_checkpointing: bool = False  # recompute UNet activations in backward (memory)
+    channels_last: bool = False  # UNet weights and activations in NHWC (faster convolutions
+    # on tensor cores)
+    compile: bool = False  # torch.compile the UNet in place (minutes of compile time, repaid
+    # over many sampling steps; benchmarks/sd_sampler.py measures both)
+    decode_batch: int = 8  # latents the VAE decodes at once (memory, not maths)
+
+    def __post_init__(self):
+        if self.guidance_scale < 1:
+            raise ConfigError(f"stable_diffusion.guidance_scale: {self.guidance_scale} is below 1")
+        if self.decode_batch < 1:
+            raise ConfigError(f"stable_diffusion.decode_batch: {self.decode_batch} must be >= 1")

@@ -20,6 +20,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from graftbench.config import InputError
 
 SETS = ("genai-bench", "geneval", "t2i-compbench")
@@ -114,3 +116,19 @@ def load_t2i_compbench(path: Path) -> list[BenchPrompt]:
             if line.strip():
                 out.append(BenchPrompt(f"{f.name}:{n}", line.strip(), category))
     return out
+
+
+def split_prompt_set(prompts: list[BenchPrompt], heldout_fraction: float,
+                     seed: int) -> tuple[list[BenchPrompt], list[BenchPrompt]]:  # fmt: skip
+    """(train, held-out): `heldout_fraction` of each category's prompts (rounded, at least
+    one when the category has two or more) held out at random with `seed`, both in file
+    order. Fine-tuning draws on the training prompts; the held-out ones measure whether what
+    it learnt carries over to prompts it never saw."""
+    rng = np.random.default_rng(seed)
+    held: set[int] = set()
+    for category in dict.fromkeys(p.category for p in prompts):
+        idx = [i for i, p in enumerate(prompts) if p.category == category]
+        n = min(len(idx) - 1, max(1, round(heldout_fraction * len(idx))))
+        held.update(int(i) for i in rng.permutation(idx)[:n])
+    return ([p for i, p in enumerate(prompts) if i not in held],
+            [p for i, p in enumerate(prompts) if i in held])  # fmt: skip

@@ -17,6 +17,7 @@ import torch
 
 from graftbench import records
 from graftbench.config import ConfigError
+from graftbench.distributed import is_writer
 
 
 def check_methods(cfg, task: str) -> None:
@@ -101,7 +102,9 @@ def run_with_curve(method, conditions: Sequence, reward, curve: Callable[[], flo
     """`loop.run` until the budget is spent, logging rounds to out/rounds.jsonl with a
     held-out `curve()` point every `every` rounds and after the last. The loop's state is
     checkpointed to out/`LOOP_CHECKPOINT`, so a killed run continues from its last saved
-    round; the caller removes it (`finish`) once the run's results are written."""
+    round; the caller removes it (`finish`) once the run's results are written. On several
+    ranks call it on all of them: rank 0 alone logs and evaluates the curve (`curve` must not
+    call collectives), the others get rows without curve_reward."""
     from graftbench.methods.loop import run
 
     budget = method.cfg.loop.reward_budget
@@ -112,7 +115,8 @@ def run_with_curve(method, conditions: Sequence, reward, curve: Callable[[], flo
         return {}
 
     log = out / "rounds.jsonl"
-    log.unlink(missing_ok=True)
+    if is_writer():
+        log.unlink(missing_ok=True)
     return run(method, conditions, reward, method.cfg.loop, model_input=model_input, log=log,
                on_round=on_round, checkpoint=out / LOOP_CHECKPOINT)  # fmt: skip
 
@@ -121,8 +125,10 @@ LOOP_CHECKPOINT = "loop.partial"  # the fine-tuning loop's resumable state, in t
 
 
 def finish(out: Path) -> None:
-    """Drop the loop checkpoint of a run whose results are all written."""
-    (out / LOOP_CHECKPOINT).unlink(missing_ok=True)
+    """Drop the loop checkpoint of a run whose results are all written (rank 0's file: the
+    other ranks leave it alone)."""
+    if is_writer():
+        (out / LOOP_CHECKPOINT).unlink(missing_ok=True)
 
 
 def run_record(rows: list[dict], run: str, seed: int, n_i: int | None, f_call: int,

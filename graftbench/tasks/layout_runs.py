@@ -105,42 +105,48 @@ def flops_per_call(model) -> int:
 # ------------------------------------------------------------------------------------ verbs
 
 
-def train_features(cfg: LayoutConfig, data_dir: Path, out: Path, log: Path | None = None) -> dict:
-    """Train the layout-FID network on the training layouts; record the FID between training
-    and test layouts (the floor a perfect model would reach, up to sample size)."""
+def train_features(cfg: LayoutConfig, data_dir: Path, out: Path, log: Path | None = None,
+                   device: str = "cpu") -> dict:  # fmt: skip
+    """Train the layout-FID network on the training layouts on `device`; record the FID
+    between training and test layouts (the floor a perfect model would reach, up to sample
+    size)."""
     from graftbench.layout.features import LayoutFeatureNet, extract, feature_loss
     from graftbench.metrics.fid import fid
     from graftbench.train import fit
 
     torch.manual_seed(cfg.features.train.seed)
     train, test = load_split(data_dir, "train"), load_split(data_dir, "test")
-    net = LayoutFeatureNet(cfg.features, cfg.data.max_elements)
+    net = LayoutFeatureNet(cfg.features, cfg.data.max_elements).to(device)  # CPU init, then moved
     fit(net, feature_loss(net, *padded(train, cfg), cfg.features), cfg.features.train, out,
         to_dict(cfg), log)  # fmt: skip
     net.load_state_dict(records.load_checkpoint(out)["model"])
     held = heldout_layouts(cfg, test)
     n = len(held)
     summary = {"fid_train_vs_test": fid(extract(net, *padded(train[:n], cfg)),
-                                        extract(net, *padded(held, cfg))), "n": n}  # fmt: skip
+                                        extract(net, *padded(held, cfg))), "n": n,
+               "device": device}  # fmt: skip
     records.write_json(out.with_suffix(".json"), summary)
     return summary
 
 
-def pretrain(cfg: LayoutConfig, data_dir: Path, out: Path, log: Path | None = None) -> None:
-    """Pre-train the base on the training layouts with the DDPM denoising loss."""
+def pretrain(cfg: LayoutConfig, data_dir: Path, out: Path, log: Path | None = None,
+             device: str = "cpu") -> None:  # fmt: skip
+    """Pre-train the base on the training layouts with the DDPM denoising loss, on `device`."""
     from graftbench.layout.model import LayoutAdapter
     from graftbench.losses import denoising_loss
     from graftbench.train import fit
 
     torch.manual_seed(cfg.pretrain.seed)
-    model = LayoutAdapter(cfg.model)
+    model = LayoutAdapter(cfg.model)  # initialised on the CPU, then moved
+    model.network.to(device)
     boxes, classes, mask = padded(load_split(data_dir, "train"), cfg)
     x0 = LayoutAdapter.encode_boxes(torch.from_numpy(boxes), torch.from_numpy(mask))
     classes = torch.from_numpy(classes)
 
     def loss_fn(step: int, g: torch.Generator) -> torch.Tensor:
         idx = torch.randint(len(x0), (cfg.pretrain.batch_size,), generator=g)
-        return denoising_loss(model, x0[idx], classes[idx], g)
+        # the loss draws t and noise on fit's CPU generator and moves them to x0's device
+        return denoising_loss(model, x0[idx].to(device), classes[idx].to(device), g)
 
     fit(model.network, loss_fn, cfg.pretrain, out, to_dict(cfg), log)
 

@@ -71,9 +71,10 @@ class Evaluator:
 # ------------------------------------------------------------------------------------ verbs
 
 
-def pretrain(cfg: MoleculeConfig, data_dir: Path, out: Path, log: Path | None = None) -> None:
-    """Pre-train the base on the training SMILES with the masked-diffusion loss; the
-    vocabulary is the training set's tokens (stored in the checkpoint's config)."""
+def pretrain(cfg: MoleculeConfig, data_dir: Path, out: Path, log: Path | None = None,
+             device: str = "cpu") -> None:  # fmt: skip
+    """Pre-train the base on the training SMILES with the masked-diffusion loss, on
+    `device`; the vocabulary is the training set's tokens (stored in the checkpoint's config)."""
     from graftbench.molecule.model import MoleculeAdapter
     from graftbench.molecule.tokens import Vocabulary
     from graftbench.train import fit
@@ -81,12 +82,14 @@ def pretrain(cfg: MoleculeConfig, data_dir: Path, out: Path, log: Path | None = 
     torch.manual_seed(cfg.pretrain.seed)
     train = load_split(data_dir, "train")
     vocab = Vocabulary.from_smiles(train, cfg.model.representation)
-    model = MoleculeAdapter(cfg.model, vocab)
+    model = MoleculeAdapter(cfg.model, vocab)  # initialised on the CPU, then moved
+    model.network.to(device)
     x0 = vocab.encode(train, cfg.model.length)
 
     def loss_fn(step: int, g: torch.Generator) -> torch.Tensor:
         idx = torch.randint(len(x0), (cfg.pretrain.batch_size,), generator=g)
-        return model.training_loss(x0[idx], None, g)
+        # the loss draws t and the mask on fit's CPU generator and moves them to x0's device
+        return model.training_loss(x0[idx].to(device), None, g)
 
     config = {**to_dict(cfg), "model": to_dict(model.cfg), "vocab": vocab.to_dict()}
     fit(model.network, loss_fn, cfg.pretrain, out, config, log)

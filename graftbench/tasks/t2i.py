@@ -31,9 +31,9 @@ from graftbench.config import ConfigError, InputError, to_dict
 from graftbench.methods.ddpo import DDPOConfig
 from graftbench.methods.graft import GraftConfig
 from graftbench.methods.pgraft import PGraftSweep
-from graftbench.models.text2image_config import Text2ImageConfig
-from graftbench.t2i.scenes import CATEGORIES, Prompt, SceneConfig, split_prompts
-from graftbench.t2i.verifier import VerifierConfig, verify
+from graftbench.models.text2image_config import StableDiffusionConfig, Text2ImageConfig
+from graftbench.t2i.scenes import Prompt, SceneConfig, split_prompts
+from graftbench.t2i.verifier import VerifierConfig
 from graftbench.tasks.finetuning import (
     base_record,
     build_method,
@@ -51,6 +51,25 @@ from graftbench.train import TrainConfig
 # inside the functions that need them, so aggregation starts fast.
 
 Method = Literal["base", "graft", "pgraft", "ddpo"]
+
+
+@dataclass
+class PromptsConfig:
+    source: Literal["scenes", "genai-bench", "geneval", "t2i-compbench"] = "scenes"  # scenes:
+    # the rendered-scene grammar, split by `scenes`; otherwise a benchmark's prompt set read
+    # from `path` (graftbench/t2i/prompt_sets.py) and split here
+    path: str = ""  # the prompt set's file (T2I-CompBench++: its folder); unused for scenes
+    heldout_fraction: float = 0.2  # prompt sets: share of each category held out from
+    # fine-tuning (evaluated only)
+    split_seed: int = 0  # prompt sets: seed of that split
+
+    def __post_init__(self):
+        if self.source != "scenes" and not self.path:
+            raise ConfigError(f"t2i.prompts.path: empty; prompts from {self.source} are read "
+                              "from a file you supply (README, 'Paper scale')")  # fmt: skip
+        if not 0 < self.heldout_fraction < 1:
+            raise ConfigError(f"t2i.prompts.heldout_fraction: {self.heldout_fraction} not in "
+                              "(0, 1)")  # fmt: skip
 
 
 @dataclass
@@ -86,9 +105,16 @@ class T2IConfig:
     finetune_prompts: int = 32  # training prompts the fine-tuning loop draws from: a fixed
     # seeded subset of the training split (scenes.split_seed), the same for every method and
     # seed; 0 = the whole split. The training reward is scored on exactly these prompts.
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)  # where prompts come from
     verifier: VerifierConfig = field(default_factory=VerifierConfig)  # the reward and metric
+    # of scene prompts (when `scorer` is empty)
+    scorer: list[str] = field(default_factory=list)  # command of an external scorer process
+    # (graftbench/scorer.py; e.g. [/opt/t2v/bin/python, scorers/vqascore.py, --cache-dir,
+    # /data/hf]) that gives the reward and metrics instead of the verifier; empty: the verifier
     model: Text2ImageConfig = field(default_factory=Text2ImageConfig)  # the base model
     pretrain: TrainConfig = field(default_factory=TrainConfig)  # its pre-training
+    stable_diffusion: StableDiffusionConfig | None = None  # set: the base is this SD-family
+    # folder instead (`model` and `pretrain` unused; `pretrain` only checks the folder)
     graft: GraftConfig = field(default_factory=GraftConfig)  # loop.seed: replaced by the run's
     pgraft: PGraftSweep = field(default_factory=PGraftSweep)
     ddpo: DDPOConfig = field(default_factory=DDPOConfig)
@@ -99,6 +125,13 @@ class T2IConfig:
             raise ConfigError(f"t2i.finetune_prompts: {self.finetune_prompts} must be >= 0 "
                               "(0 = every training prompt)")  # fmt: skip
         check_methods(self, "t2i")
+        if self.prompts.source != "scenes" and not self.scorer:
+            raise ConfigError(f"t2i.scorer: empty, but the verifier reads scene prompts only; "
+                              f"prompts from {self.prompts.source} need a scorer command, e.g. "
+                              "VQAScore's (README, 'Paper scale')")  # fmt: skip
+        if self.stable_diffusion is not None and not self.stable_diffusion.path:
+            raise ConfigError("t2i.stable_diffusion.path: empty; give the local diffusers "
+                              "folder of the base (README, 'Paper scale')")  # fmt: skip
 
     def runs(self) -> list[str]:
         """Run names, in table order: base, graft, pgraft{N_I}..., ddpo."""
@@ -116,21 +149,37 @@ def _subset(prompts: list[Prompt], n: int, seed: int) -> list[Prompt]:
     return [prompts[i] for i in sorted(idx)]
 
 
-def finetune_prompts(cfg: T2IConfig) -> list[Prompt]:
+def prompt_split(cfg: T2IConfig) -> tuple[list, list]:
+    """(training, held-out) prompts: the scene grammar's split, or the prompt set's. Both kinds
+    of prompt have `.text` and `.category`."""
+    if cfg.prompts.source == "scenes":
+        split = split_prompts(cfg.scenes)
+        return list(split.train), list(split.heldout)
+    from graftbench.t2i.prompt_sets import load_prompt_set, split_prompt_set
+
+    p = cfg.prompts
+    return split_prompt_set(load_prompt_set(p.source, p.path), p.heldout_fraction, p.split_seed)
+
+
+def _split_seed(cfg: T2IConfig) -> int:
+    return cfg.scenes.split_seed if cfg.prompts.source == "scenes" else cfg.prompts.split_seed
+
+
+def finetune_prompts(cfg: T2IConfig) -> list:
     """The training prompts every fine-tuning run draws from (`finetune_prompts` of them)."""
-    train = split_prompts(cfg.scenes).train
-    return _subset(train, cfg.finetune_prompts or len(train), cfg.scenes.split_seed)
+    train = prompt_split(cfg)[0]
+    return _subset(train, cfg.finetune_prompts or len(train), _split_seed(cfg))
 
 
-def eval_prompts(cfg: T2IConfig) -> dict[str, list[Prompt]]:
+def eval_prompts(cfg: T2IConfig) -> dict[str, list]:
     """The prompt sets every run is evaluated on: all held-out prompts, the fine-tuning
     prompts (the training reward), and the held-out subset of the reward-against-queries
     curve."""
-    held = split_prompts(cfg.scenes).heldout
+    held = prompt_split(cfg)[1]
     return {
         "heldout": held,
         "train": finetune_prompts(cfg),
-        "curve": _subset(held, cfg.evaluate.curve_prompts, cfg.scenes.split_seed + 1),
+        "curve": _subset(held, cfg.evaluate.curve_prompts, _split_seed(cfg) + 1),
     }
 
 
@@ -153,19 +202,6 @@ def sample_images(segments, model, prompts: list[Prompt], ev: EvaluateConfig,
     return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def score(images: np.ndarray, prompts: list[Prompt], cfg: VerifierConfig, name: str) -> dict:
-    """Verifier metrics of images against their prompts: {name}_reward (mean score),
-    {name}_accuracy (all statements hold) and {name}_acc_{category}."""
-    verdicts = [verify(img, p, cfg) for img, p in zip(images, prompts, strict=True)]
-    out = {f"{name}_reward": float(np.mean([v.score for v in verdicts])),
-           f"{name}_accuracy": float(np.mean([v.correct for v in verdicts]))}  # fmt: skip
-    for cat in CATEGORIES:
-        hits = [v.correct for v in verdicts if v.category == cat]
-        if hits:
-            out[f"{name}_acc_{cat}"] = float(np.mean(hits))
-    return out
-
-
 def diversity(images: np.ndarray, per_prompt: int) -> float:
     """Mean pixel RMS distance (in [0, 1] units) between the images drawn for the same prompt,
     over all pairs and prompts; images are grouped prompt-major. A model collapsing onto one
@@ -178,7 +214,7 @@ def diversity(images: np.ndarray, per_prompt: int) -> float:
     return float(np.mean(d))
 
 
-def evaluation(segments, model, cfg: T2IConfig, seed: int) -> tuple[dict, np.ndarray]:
+def evaluation(segments, model, cfg: T2IConfig, judge, seed: int) -> tuple[dict, np.ndarray]:
     """Held-out and training-prompt metrics plus diversity; returns them with the images
     (held-out first, then training, each prompt-major with samples_per_prompt images)."""
     ev, sets = cfg.evaluate, eval_prompts(cfg)
@@ -186,18 +222,18 @@ def evaluation(segments, model, cfg: T2IConfig, seed: int) -> tuple[dict, np.nda
     held = [p for p in sets["heldout"] for _ in range(k)]
     train = [p for p in sets["train"] for _ in range(k)]
     images = sample_images(segments, model, held + train, ev, seed + ev.seed_offset)
-    out = {**score(images[: len(held)], held, cfg.verifier, "heldout"),
-           **score(images[len(held):], train, cfg.verifier, "train"),
+    out = {**judge.score(images[: len(held)], held, "heldout"),
+           **judge.score(images[len(held):], train, "train"),
            "diversity": diversity(images[: len(held)], k), "n_heldout_prompts": len(sets["heldout"]),
            "n_train_prompts": len(sets["train"]), "samples_per_prompt": k}  # fmt: skip
     return out, images
 
 
-def curve_point(segments, model, cfg: T2IConfig, seed: int) -> float:
-    """Mean verifier score on the curve's held-out subset, one image per prompt."""
+def curve_point(segments, model, cfg: T2IConfig, judge, seed: int) -> float:
+    """Mean score on the curve's held-out subset, one image per prompt."""
     prompts = eval_prompts(cfg)["curve"]
     images = sample_images(segments, model, prompts, cfg.evaluate, seed + cfg.evaluate.seed_offset)
-    return score(images, prompts, cfg.verifier, "curve")["curve_reward"]
+    return judge.score(images, prompts, "curve")["curve_reward"]
 
 
 def flops_per_call(model) -> int:
@@ -220,20 +256,58 @@ def _guided(model) -> bool:
 # ------------------------------------------------------------------------------------ verbs
 
 
-def pretrain(cfg: T2IConfig, out: Path, log: Path | None = None) -> None:
+def pretrain(cfg: T2IConfig, out: Path, log: Path | None = None, device: str = "cpu") -> None:
     """Pre-train the base on rendered scenes of every prompt of the grammar, held-out ones
     included: as SD's pre-training covers the concepts of the benchmarks it is fine-tuned
     for, the base has seen every combination, and the held-out prompts test whether what
-    fine-tuning on the training prompts taught transfers to prompts it never saw."""
+    fine-tuning on the training prompts taught transfers to prompts it never saw.
+
+    With `stable_diffusion` set there is nothing to pre-train: `out` becomes a reference to
+    the folder (`stable_diffusion_base`)."""
+    if cfg.stable_diffusion is not None:
+        return stable_diffusion_base(cfg, out, log)
     from graftbench.models.text2image import Text2ImageAdapter
     from graftbench.t2i.pretrain import pretrain_loss
     from graftbench.train import fit
 
     torch.manual_seed(cfg.pretrain.seed)
-    model = Text2ImageAdapter.from_config(cfg.model)
+    model = Text2ImageAdapter.from_config(cfg.model)  # initialised on the CPU, then moved
+    # the loss renders and draws on the CPU; the adapter moves what it encodes to `device`
+    model.network.to(device)
     split = split_prompts(cfg.scenes)
     loss = pretrain_loss(model, split.train + split.heldout, cfg.pretrain.batch_size)
     fit(model.network, loss, cfg.pretrain, out, to_dict(cfg), log)
+
+
+def stable_diffusion_base(cfg: T2IConfig, out: Path, log: Path | None = None) -> None:
+    """Check the SD folder and write `out` as a checkpoint that loads it with no weights of its
+    own (what `StableDiffusionAdapter.save` writes for an untrained model, without copying
+    the folder's gigabytes), so every later rule loads the base the same way."""
+    from graftbench.models.stable_diffusion import check_folder
+
+    folder = check_folder(cfg.stable_diffusion.path)
+    records.save_checkpoint(out, {"model": {}, "lora": None},
+                            {**to_dict(cfg), "model": to_dict(cfg.stable_diffusion)})  # fmt: skip
+    if log:
+        records.append_jsonl(log, {"step": 0, "stable_diffusion": str(folder.resolve())})
+
+
+def load_model(path: Path, device: str = "cpu"):
+    """The model a t2i checkpoint holds: the small model, or SD (base reference or
+    fine-tuned on top of its folder)."""
+    from graftbench.models.text2image import Text2ImageAdapter
+
+    if records.load_checkpoint(path)["config"].get("stable_diffusion"):
+        from graftbench.models.stable_diffusion import StableDiffusionAdapter
+
+        return StableDiffusionAdapter.load(path, device)
+    return Text2ImageAdapter.load(path, device)
+
+
+def _judge(cfg: T2IConfig, out: Path):
+    from graftbench.t2i.judge import open_judge
+
+    return open_judge(cfg.scorer, cfg.verifier, out / "scorer.log")
 
 
 def _write_run(out: Path, metrics: dict, evaluation_: dict, images: np.ndarray, cfg: T2IConfig) -> None:  # fmt: skip
@@ -249,15 +323,17 @@ def _write_run(out: Path, metrics: dict, evaluation_: dict, images: np.ndarray, 
 
 def evaluate_base(cfg: T2IConfig, model_path: Path, seed: int, out: Path, device: str = "cpu") -> dict:  # fmt: skip
     """The pre-trained model, evaluated as every fine-tuned one is."""
-    from graftbench.models.text2image import Text2ImageAdapter
-
     t0 = time.perf_counter()
-    model = Text2ImageAdapter.load(model_path, device)
+    model = load_model(model_path, device)
     segments = [(plain_factory(model), None)]
-    ev, images = evaluation(segments, model, cfg, seed)
-    ev["curve_reward"] = curve_point(segments, model, cfg, seed)
+    judge = _judge(cfg, out)
+    try:
+        ev, images = evaluation(segments, model, cfg, judge, seed)
+        ev["curve_reward"] = curve_point(segments, model, cfg, judge, seed)
+    finally:
+        judge.close()
     ev["drift"] = 0.0  # the reference the fine-tuned runs' drift is measured from
-    metrics = base_record(seed, flops_per_call(model), t0, device)
+    metrics = {**base_record(seed, flops_per_call(model), t0, device), "evaluator": judge.name}
     _write_run(out, metrics, ev, images, cfg)
     return {**metrics, **ev}
 
@@ -268,19 +344,20 @@ def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images:
     reward budget is spent, recording a held-out curve point every `evaluate.curve_every`
     rounds; then evaluate it, and its drift from the base on the same evaluation noise."""
     from graftbench.methods.loop import image_reward
-    from graftbench.models.text2image import Text2ImageAdapter
-    from graftbench.t2i.verifier import verifier_reward
 
     t0 = time.perf_counter()
-    model = Text2ImageAdapter.load(model_path, device)
+    model = load_model(model_path, device)
     method = build_method(cfg, "t2i", run, model, seed)
     segments, n_i = eval_segments(method, model)
-    reward = image_reward(verifier_reward(cfg.verifier))
-    rows = run_with_curve(method, finetune_prompts(cfg), reward,
-                          lambda: curve_point(segments, model, cfg, seed), cfg.evaluate.curve_every,
-                          out, model_input=lambda p: p.text)  # fmt: skip
-    train_s = time.perf_counter() - t0
-    ev, images = evaluation(segments, model, cfg, seed)
+    judge = _judge(cfg, out)  # one scorer process for the loop and the evaluation
+    try:
+        rows = run_with_curve(method, finetune_prompts(cfg), image_reward(judge.reward()),
+                              lambda: curve_point(segments, model, cfg, judge, seed),
+                              cfg.evaluate.curve_every, out, model_input=lambda p: p.text)  # fmt: skip
+        train_s = time.perf_counter() - t0
+        ev, images = evaluation(segments, model, cfg, judge, seed)
+    finally:
+        judge.close()
     base = np.load(base_images)["images"]
     if base.shape != images.shape:
         raise InputError(f"{base_images}: base images {base.shape} do not match this run's "
@@ -289,6 +366,7 @@ def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images:
     ev["curve_reward"] = rows[-1]["curve_reward"]
     calls = 2 if _guided(model) else 1  # a guided evaluation is a conditional/unconditional pair
     metrics = run_record(rows, run, seed, n_i, flops_per_call(model), calls, t0, train_s, device)
+    metrics["evaluator"] = judge.name
     model.save(out / "model.pt", to_dict(cfg))
     _write_run(out, metrics, ev, images, cfg)
     finish(out)

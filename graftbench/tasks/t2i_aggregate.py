@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from graftbench import records
-from graftbench.t2i.scenes import CATEGORIES
 from graftbench.tasks.finetune_aggregate import (
     load_runs,
     plot_pgraft_vs_ni,
@@ -32,11 +31,41 @@ PAPER_CLAIM = (
     "paper (SD v2 on GenAI-Bench, VQAScore): P-GRAFT +8.81% relative over the base, ahead of "
     "GRAFT and DDPO"
 )
-VALUES = [
-    "heldout_reward", "improvement_pct", "heldout_accuracy",
-    *[f"heldout_acc_{c}" for c in CATEGORIES], "train_reward", "diversity", "drift",
-    "reward_queries", "sampler_nfe", "sampler_flops", "train_flops", "wall_s",
-]  # fmt: skip
+HEAD = ["heldout_reward", "improvement_pct", "heldout_accuracy"]
+TAIL = ["train_reward", "diversity", "drift", "reward_queries", "sampler_nfe", "sampler_flops",
+        "train_flops", "wall_s"]  # fmt: skip
+
+
+def values(runs: pd.DataFrame) -> list[str]:
+    """The table's columns: per-category ones are whatever categories the prompts have
+    (the verifier's accuracy per category, or a scorer's mean score per category)."""
+    per_category = [c for c in runs.columns if c.startswith(("heldout_acc_", "heldout_reward_"))]
+    return HEAD + per_category + TAIL
+
+
+def _prompt_notes(cfg, first) -> list[str]:
+    """What the held-out prompts and the reward are, for the table's notes."""
+    n_held, n_train = int(first["n_heldout_prompts"]), int(first["n_train_prompts"])
+    k = int(first["samples_per_prompt"])
+    train = (f"train_reward: the {n_train} training prompts fine-tuning drew from (the reward it "
+             "optimised: compare it with heldout_reward for reward hacking)")  # fmt: skip
+    if cfg.prompts.source == "scenes":
+        held = (f"held-out: {n_held} prompts whose (colour, shape) or colour-pair combinations "
+                f"fine-tuning never saw (pre-training saw every prompt), {k} images each")  # fmt: skip
+    else:
+        held = (f"held-out: {n_held} prompts of {cfg.prompts.source} ({cfg.prompts.path}) held "
+                f"out from fine-tuning ({cfg.prompts.heldout_fraction:g} of each category, "
+                f"seed {cfg.prompts.split_seed}), {k} images each")  # fmt: skip
+    evaluator = first.get("evaluator", "verifier")
+    if cfg.scorer:
+        reward = (f"reward: the external scorer {evaluator}'s score; heldout_reward_<category>: "
+                  "its mean per category; improvement_pct: relative to the base's held-out "
+                  "reward at the same seed")  # fmt: skip
+    else:
+        reward = ("reward: the programmatic verifier's score (fraction of the prompt's statements "
+                  "that hold); accuracy: all hold (GenEval's role); improvement_pct: relative to "
+                  "the base's held-out reward at the same seed")  # fmt: skip
+    return [f"{held}; {train}", reward]
 
 
 def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) -> None:
@@ -44,20 +73,19 @@ def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
     from graftbench.aggregate import provenance, write_table
 
     runs = load_runs(task_dir)
-    summary = summarise_runs(runs, VALUES)
+    summary = summarise_runs(runs, values(runs))
     first = runs.iloc[0]
     budget = int(runs["reward_queries"].max())
+    cfg = _config(task_dir, runs)
+    base = (
+        "SD-family folder " + cfg.stable_diffusion.path
+        if cfg.stable_diffusion
+        else "the pre-trained model"
+    )
     notes = [
-        f"profile: {profile}; every fine-tuning run spends {budget} verifier queries on the "
-        "training prompts; base = the pre-trained model",
-        f"held-out: {int(first['n_heldout_prompts'])} prompts whose (colour, shape) or colour-"
-        f"pair combinations fine-tuning never saw (pre-training saw every prompt), {int(first['samples_per_prompt'])}"
-        f" images each; train_reward: the {int(first['n_train_prompts'])} training prompts "
-        "fine-tuning drew from (the reward it optimised: compare it with heldout_reward for "
-        "reward hacking)",
-        "reward: the programmatic verifier's score (fraction of the prompt's statements that "
-        "hold); accuracy: all hold (GenEval's role); improvement_pct: relative to the base's "
-        "held-out reward at the same seed",
+        f"profile: {profile}; every fine-tuning run spends {budget} reward queries on the "
+        f"training prompts; base = {base}",
+        *_prompt_notes(cfg, first),
         "diversity: mean pixel RMS between images of one prompt; drift: pixel RMS from the "
         "base's image for the same prompt and noise (deterministic DDIM)",
         "sampler_nfe: network evaluations spent sampling during fine-tuning (a guided pair "
@@ -75,11 +103,9 @@ def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
 
 def plot_samples(task_dir: Path, runs: pd.DataFrame, path: Path, n_prompts: int = 8) -> None:
     """One row per run (its first seed), the first image of the first n held-out prompts."""
-    from graftbench.config import parse
-    from graftbench.tasks.t2i import T2IConfig, eval_prompts
+    from graftbench.tasks.t2i import eval_prompts
 
-    first = runs.groupby("run")["seed"].min()
-    cfg = parse(T2IConfig, records.read_json(task_dir / "base" / f"seed{first['base']}" / "config.json"), "t2i")  # fmt: skip
+    cfg = _config(task_dir, runs)
     prompts = eval_prompts(cfg)["heldout"]
     k = cfg.evaluate.samples_per_prompt
     idx = np.linspace(0, len(prompts) - 1, min(n_prompts, len(prompts))).astype(int)
@@ -93,3 +119,12 @@ def plot_samples(task_dir: Path, runs: pd.DataFrame, path: Path, n_prompts: int 
     fig.suptitle("Held-out prompts, same noise for every method (seed "
                  f"{int(first.min())}, first image)", fontsize=9)  # fmt: skip
     save(fig, path)
+
+
+def _config(task_dir: Path, runs: pd.DataFrame):
+    """The t2i config the base run of the first seed was evaluated with."""
+    from graftbench.config import parse
+    from graftbench.tasks.t2i import T2IConfig
+
+    seed = runs.loc[runs["run"] == "base", "seed"].min()
+    return parse(T2IConfig, records.read_json(task_dir / "base" / f"seed{seed}" / "config.json"), "t2i")  # fmt: skip

@@ -103,34 +103,38 @@ def prepare_data(cfg: UnconditionalConfig, out: Path) -> None:
                                             "n_test": len(test_x), "shape": list(images.shape[1:])})  # fmt: skip
 
 
-def train_features(cfg: UnconditionalConfig, data: Path, out: Path) -> None:
+def train_features(cfg: UnconditionalConfig, data: Path, out: Path, device: str = "cpu") -> None:
     arrays = np.load(data / "train.npz")
     if "labels" not in arrays:
         raise ConfigError(
             "evaluate.fid_backends: 'trained-cnn' needs a labelled dataset (mnist, digits8); "
             "use 'inception' for data.dataset: folder"
         )
-    net, acc = train_feature_net(arrays["images"], arrays["labels"], cfg.features)
+    net, acc = train_feature_net(arrays["images"], arrays["labels"], cfg.features, device)
     arch = {"in_channels": net.body[0].in_channels, "image_size": net.image_size,
             "num_classes": net.head.out_features, "dim": cfg.features.dim}  # fmt: skip
-    records.save_checkpoint(out, {"model": net.state_dict(), "arch": arch, "train_accuracy": acc},
-                            to_dict(cfg))  # fmt: skip
+    # CPU weights, as train.fit saves them: the file loads anywhere
+    records.save_checkpoint(out, {"model": net.cpu().state_dict(), "arch": arch,
+                                  "train_accuracy": acc, "device": device}, to_dict(cfg))  # fmt: skip
 
 
-def pretrain(cfg: UnconditionalConfig, data: Path, out: Path, log: Path | None = None) -> None:
+def pretrain(cfg: UnconditionalConfig, data: Path, out: Path, log: Path | None = None,
+             device: str = "cpu") -> None:  # fmt: skip
     from graftbench.models.pixel import PixelFlowAdapter
     from graftbench.paths import rectified_flow, sample_sigma
 
     torch.manual_seed(cfg.pretrain.seed)
     x = torch.from_numpy(np.load(data / "train.npz")["images"]).permute(0, 3, 1, 2).float()
     x = x / 127.5 - 1
-    model = PixelFlowAdapter.from_config(cfg.model)
+    model = PixelFlowAdapter.from_config(cfg.model)  # initialised on the CPU, then moved
+    model.network.to(device)
 
     def loss_fn(step: int, g: torch.Generator) -> torch.Tensor:
+        # drawn from fit's CPU generator (the same stream on every device), then moved
         x0 = x[torch.randint(len(x), (cfg.pretrain.batch_size,), generator=g)]
         noise = torch.randn(x0.shape, generator=g)
         sigma = sample_sigma(len(x0), g, cfg.pretrain.sigma_sampling)
-        path = rectified_flow(x0, noise, sigma)
+        path = rectified_flow(x0.to(device), noise.to(device), sigma.to(device))
         return torch.nn.functional.mse_loss(model.denoise(path.xt, path.t), path.target)
 
     fit(model.network, loss_fn, cfg.pretrain, out, to_dict(cfg), log)

@@ -37,34 +37,39 @@ def _train_images(data: Path, n: int) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def invert(cfg: UnconditionalConfig, data: Path, model_path: Path, steps: int, out: Path) -> dict:
+def invert(cfg: UnconditionalConfig, data: Path, model_path: Path, steps: int, out: Path,
+           device: str = "cpu") -> dict:  # fmt: skip
     """Invert training images through the base Euler sampler with `steps` steps (the
-    sampler the table evaluates, same sigma grid) and store the noise at `out`."""
+    sampler the table evaluates, same sigma grid) on `device` and store the noise at `out`."""
     from graftbench.methods.inc import invert_data, noise_diagnostics
     from graftbench.sampling.flow import flow_sigmas
 
-    model = load_model(model_path)
-    x = _train_images(data, cfg.inc.invert.n_images)
-    g = torch.Generator().manual_seed(cfg.inc.train.seed)
+    model = load_model(model_path, device)
+    x = _train_images(data, cfg.inc.invert.n_images).to(device)
+    g = torch.Generator().manual_seed(cfg.inc.train.seed)  # on the CPU: same draws everywhere
     t0 = time.perf_counter()
-    inv = invert_data(model.velocity, x, flow_sigmas(steps, cfg.sample.shift), cfg.inc.invert, g)
+    sigmas = flow_sigmas(steps, cfg.sample.shift, device=device)
+    inv = invert_data(model.velocity, x, sigmas, cfg.inc.invert, g)
     wall = time.perf_counter() - t0
+    noise = inv.noise.cpu()  # diagnostics draw their Gaussians on the CPU; stored as CPU tensors
     summary = {
         "steps": steps, "n_images": len(x), "nfe_per_image": inv.nfe, "wall_s": wall,
         "iterations_max": inv.iterations.amax(0).tolist(),  # per Euler step, from sigma = 1
         "residual_max": inv.residual.amax(0).tolist(),
         "recon_rms": inv.recon_rms, "recon_max": inv.recon_max,
-        "diagnostics": noise_diagnostics(inv.noise, g), "versions": records.versions(),
+        "diagnostics": noise_diagnostics(noise, g), "device": device,
+        "versions": records.versions(),
     }  # fmt: skip
-    records.save_checkpoint(out, {"noise": inv.noise, "steps": steps}, to_dict(cfg))
+    records.save_checkpoint(out, {"noise": noise, "steps": steps}, to_dict(cfg))
     records.write_json(out.with_suffix(".json"), summary)
     return summary
 
 
 def train_corrector(cfg: UnconditionalConfig, noise_path: Path, out: Path,
-                    log: Path | None = None) -> dict:  # fmt: skip
+                    log: Path | None = None, device: str = "cpu") -> dict:  # fmt: skip
     """Flow matching from N(0, I) to the inverted noise, minus a held-out share on which the
-    corrector's law is then compared with the inverted noise it never saw."""
+    corrector's law is then compared with the inverted noise it never saw. Trains and
+    samples on `device`; the diagnostics run on the CPU."""
     from graftbench.methods.inc import corrector_loss, noise_diagnostics
     from graftbench.models.pixel import PixelFlowAdapter
     from graftbench.sampling.flow import flow_sigmas, solve_flow
@@ -75,8 +80,9 @@ def train_corrector(cfg: UnconditionalConfig, noise_path: Path, out: Path,
     held, train = noise[:n_hold], noise[n_hold:]
     tc = cfg.inc.train
     torch.manual_seed(tc.seed)
-    corrector = PixelFlowAdapter.from_config(cfg.inc.model)
-    loss = corrector_loss(corrector.denoise, train, tc.batch_size, tc.sigma_sampling)
+    corrector = PixelFlowAdapter.from_config(cfg.inc.model)  # initialised on the CPU, then moved
+    corrector.network.to(device)
+    loss = corrector_loss(corrector.denoise, train.to(device), tc.batch_size, tc.sigma_sampling)
     t0 = time.perf_counter()
     # the checkpoint's "model" key is the corrector's own UNet config, so load_model reads it
     ema = fit(
@@ -92,13 +98,14 @@ def train_corrector(cfg: UnconditionalConfig, noise_path: Path, out: Path,
     g = torch.Generator().manual_seed(tc.seed + 1)
     diagnostics = {}
     if n_hold > 1:
-        eps = torch.randn(held.shape, generator=g)
+        eps = torch.randn(held.shape, generator=g).to(device)
         for steps in cfg.inc.corrector_steps:
-            z, _ = solve_flow(corrector.velocity, eps, flow_sigmas(steps, cfg.sample.shift))
-            diagnostics[str(steps)] = noise_diagnostics(held, g, corrected=z)
+            sigmas = flow_sigmas(steps, cfg.sample.shift, device=device)
+            z, _ = solve_flow(corrector.velocity, eps, sigmas)
+            diagnostics[str(steps)] = noise_diagnostics(held, g, corrected=z.cpu())
     summary = {"n_train": len(train), "n_heldout": n_hold, "train_wall_s": wall,
                "params": sum(p.numel() for p in ema.parameters()),
-               "diagnostics": diagnostics}  # fmt: skip
+               "diagnostics": diagnostics, "device": device}  # fmt: skip
     records.write_json(out.with_suffix(".json"), summary)
     return summary
 

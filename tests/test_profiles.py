@@ -1,0 +1,144 @@
+"""The gpu, paper and slurm profiles: each plans the whole workflow in a dry run, and their
+resources land on the right rules (a GPU on every rule that runs a model, none on data and
+table rules; no set-resources entry naming a rule that does not exist, which Snakemake
+would silently ignore).
+
+Dry runs only, on a copy of the workflow files in a temporary folder: nothing executes, and
+neither a GPU nor SLURM is needed (`snakemake -n` plans with its own dry-run executor, so the
+SLURM plugin is loaded and its resources are resolved, but it never calls sbatch or sinfo).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+WORKFLOW = ["Snakefile", "rules", "config", "tasks", "profiles", "envs", "report"]
+TABLES = {"t2i_table", "layout_table", "molecule_table", "unconditional_table", "inc_table"}
+# Rules that put a model on `device` go by these suffixes; every other rule must be a data or
+# table rule, so a new rule has to be sorted into one of the two before the tests pass.
+DEVICE_SUFFIXES = ("_pretrain", "_features", "_base", "_finetune", "_sample", "_sample_inc",
+                   "_invert", "_corrector", "_evaluate", "_real_floor")  # fmt: skip
+HOST_SUFFIXES = ("_data", "_table")
+
+
+def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
+
+
+def snakemake(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def workflow_rules() -> set[str]:
+    return {
+        m.group(1)
+        for smk in sorted((ROOT / "rules").glob("*.smk"))
+        for m in re.finditer(r"^\s*rule (\w+):", smk.read_text(), re.MULTILINE)
+    }
+
+
+def profile(name: str) -> dict:
+    return yaml.safe_load((ROOT / "profiles" / name / "config.yaml").read_text())
+
+
+def planned_resources(stdout: str) -> dict[str, list[dict[str, str]]]:
+    """Each planned job's `resources:` line from a dry run's output, by rule name."""
+    jobs: dict[str, list[dict[str, str]]] = {}
+    rule = None
+    for line in stdout.splitlines():
+        if m := re.match(r"(?:local)?rule (\w+):", line):
+            rule = m.group(1)
+        elif rule and (m := re.match(r"\s+resources: (.*)", line)):
+            pairs = (item.split("=", 1) for item in m.group(1).split(", "))
+            jobs.setdefault(rule, []).append(dict(pairs))
+            rule = None
+    return jobs
+
+
+def device_rules() -> set[str]:
+    return {r for r in workflow_rules() if r.endswith(DEVICE_SUFFIXES)}
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory) -> Path:
+    return copy_workflow(tmp_path_factory.mktemp("profiles"))
+
+
+def test_every_rule_is_a_device_rule_or_a_data_or_table_rule():
+    unsorted = {r for r in workflow_rules() if not r.endswith(DEVICE_SUFFIXES + HOST_SUFFIXES)}
+    assert not unsorted, f"sort {unsorted} into DEVICE_SUFFIXES or HOST_SUFFIXES (and profiles)"
+    assert TABLES <= workflow_rules()
+
+
+@pytest.mark.parametrize("name", ["gpu", "paper", "slurm"])
+def test_set_resources_name_existing_rules_and_a_gpu_for_exactly_the_device_rules(name):
+    resources = profile(name)["set-resources"]
+    assert set(resources) <= workflow_rules(), set(resources) - workflow_rules()
+    with_gpu = {rule for rule, res in resources.items() if res.get("gpu") == 1}
+    assert with_gpu == device_rules(), with_gpu ^ device_rules()
+
+
+@pytest.mark.parametrize("name", ["gpu", "paper"])
+def test_local_gpu_profiles_have_one_gpu_slot_and_run_on_cuda(name):
+    prof = profile(name)
+    assert prof["resources"] == {"gpu": 1}
+    assert "device=cuda" in prof["config"]
+
+
+def check_plan(run: subprocess.CompletedProcess, results: str) -> dict[str, list[dict]]:
+    """The dry run succeeded, planned every table, gave each device job a GPU and no data or
+    table job one; returns the planned resources for further checks."""
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs = planned_resources(run.stdout)
+    total = re.search(r"^total\s+(\d+)$", run.stdout, re.MULTILINE)
+    assert total and sum(map(len, jobs.values())) == int(total.group(1)), "a job went unparsed"
+    assert TABLES <= set(jobs), TABLES - set(jobs)
+    for rule, resources in jobs.items():
+        wants_gpu = rule in device_rules()
+        assert all((res.get("gpu") == "1") == wants_gpu for res in resources), (rule, resources)
+    # every verb that takes a device gets cuda (printed by -p), and the preset's folder is used
+    assert "--device cuda" in run.stdout and "--device cpu" not in run.stdout
+    assert f"results/{results}/" in run.stdout
+    return jobs
+
+
+def test_gpu_profile_plans_the_cpu_preset_with_one_gpu_per_device_job(workflow):
+    run = snakemake(workflow, "-n", "-p", "--profile", "profiles/gpu")
+    check_plan(run, "cpu")
+
+
+def test_paper_profile_plans_the_whole_workflow_on_the_gpu(workflow):
+    run = snakemake(workflow, "-n", "-p", "--profile", "profiles/paper")
+    check_plan(run, "paper")
+
+
+def test_slurm_profile_plans_the_whole_workflow_with_the_slurm_executor(workflow):
+    plugin = importlib.util.find_spec("snakemake_executor_plugin_slurm")
+    assert plugin, "the SLURM plugin is in the dev extra: pip install -e '.[dev]'"
+    run = snakemake(workflow, "-n", "-p", "--profile", "profiles/slurm")
+    jobs = check_plan(run, "paper")
+    sized = profile("slurm")["set-resources"]
+    for rule, resources in jobs.items():
+        want = sized.get(rule, profile("slurm")["default-resources"])
+        for res in resources:
+            assert res["runtime"] == str(want["runtime"]), (rule, res)
+            assert res["mem_mb"] == str(want["mem_mb"]), (rule, res)
+            assert res["cpus_per_task"] == "1", (rule, res)  # the rule's threads
+    assert int(jobs["unconditional_pretrain"][0]["runtime"]) >= 24 * 60  # 400k steps
