@@ -160,14 +160,19 @@ def cmd_evaluate_model(args) -> None:
 
 
 def cmd_finetune(args) -> None:
+    """Under torchrun, every rank runs this; rank 0 alone evaluates, writes and prints."""
+    from graftbench.distributed import join_ranks
+
     _finetuning_task(args)
+    args.device = join_ranks(args.device)
     if args.task == "molecule":
         from graftbench.tasks import molecule_runs
 
         m = molecule_runs.finetune(_task_config(args), Path(args.model), Path(args.data),
                                    args.run, args.seed, Path(args.base_images), Path(args.out),
                                    args.device)  # fmt: skip
-        print(_molecule_line(m))
+        if m:
+            print(_molecule_line(m))
         return
     if args.task == "layout":
         from graftbench.tasks import layout_runs
@@ -175,13 +180,15 @@ def cmd_finetune(args) -> None:
         m = layout_runs.finetune(_task_config(args), Path(args.model), *_layout_inputs(args),
                                  args.run, args.seed, Path(args.base_images), Path(args.out),
                                  args.device)  # fmt: skip
-        print(_layout_line(m))
+        if m:
+            print(_layout_line(m))
         return
     from graftbench.tasks import t2i
 
     m = t2i.finetune(_task_config(args), Path(args.model), args.run, args.seed,
                      Path(args.base_images), Path(args.out), args.device)  # fmt: skip
-    print(_t2i_line(m))
+    if m:
+        print(_t2i_line(m))
 
 
 def cmd_sample(args) -> None:

@@ -20,12 +20,48 @@ step, and DDP's hooks assume one forward per backward on the wrapped module.
 
 from __future__ import annotations
 
+import atexit
+import os
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+
+def join_ranks(device: str) -> str:
+    """Under torchrun (WORLD_SIZE > 1 in the environment): join the process group and return
+    this rank's device, `cuda:LOCAL_RANK` for cuda (NCCL) or `device` itself (gloo, e.g. on
+    the CPU). Without torchrun: `device`, untouched, and no process group.
+
+    The timeout is long because ranks wait at the next collective while rank 0 alone
+    evaluates the held-out curve (minutes at paper scale; NCCL's default is 10)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1 or dist.is_initialized():
+        return device
+    backend = "gloo"
+    if device.startswith("cuda"):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)  # the object collectives travel on the current GPU
+        device, backend = f"cuda:{local}", "nccl"
+    dist.init_process_group(backend, timeout=timedelta(hours=2))
+    atexit.register(dist.destroy_process_group)  # NCCL warns about a group left open
+    return device
+
+
+def rank_gpu_env() -> dict[str, str] | None:
+    """The environment for a child process (e.g. a scorer) of this rank, showing it this
+    rank's GPU alone, so that every rank's child does not load onto GPU 0; None (inherit)
+    without several ranks."""
+    if world()[1] == 1 or "LOCAL_RANK" not in os.environ:
+        return None
+    local = int(os.environ["LOCAL_RANK"])
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    if local >= len(gpus):  # ranks on the CPU: nothing to pin
+        return None
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": gpus[local]}
 
 
 def world() -> tuple[int, int]:

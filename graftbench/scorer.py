@@ -40,7 +40,8 @@ class ScorerError(RuntimeError):
 class ScorerProcess:
     """A running external scorer; use as a context manager, or call `close()`."""
 
-    def __init__(self, command: Sequence[str], log: str | Path, workdir: str | Path | None = None):
+    def __init__(self, command: Sequence[str], log: str | Path, workdir: str | Path | None = None,
+                 env: dict[str, str] | None = None):  # fmt: skip
         self.command = list(command)
         self.log_path = Path(log)
         self._workdir = Path(workdir) if workdir else None
@@ -50,7 +51,7 @@ class ScorerProcess:
         try:
             self._proc = subprocess.Popen(
                 self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                text=True, bufsize=1,
+                text=True, bufsize=1, env=env,
             )  # fmt: skip
         except OSError as err:
             self._log.close()

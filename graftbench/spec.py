@@ -35,7 +35,22 @@ class SuiteConfig:
     profile: Literal["smoke", "cpu", "paper"] = "cpu"  # which preset of every task to run
     tasks: list[str] = field(default_factory=lambda: ["unconditional"])  # tasks to run
     device: str = "cpu"  # torch device for every verb ("cpu", "cuda", "cuda:1")
+    gpus_per_job: int = 1  # ranks of each fine-tuning job, one GPU each: above 1 the job is
+    # launched with torchrun and the loop splits every round's prompts across the ranks
+    # (needs device cuda; the job asks Snakemake for that many of its `gpu` resource)
     results: str = "results"  # root folder of all outputs
+
+    def finetune_command(self, python: str) -> str:
+        """How a fine-tuning rule starts `graftbench`: plainly, or under torchrun."""
+        if self.gpus_per_job == 1:
+            return f"{python} -m graftbench"
+        # `--` ends torchrun's options: its parser would take our --run for its --run-path
+        return (f"{python} -m torch.distributed.run --standalone --nproc-per-node "
+                f"{self.gpus_per_job} -m -- graftbench")  # fmt: skip
+
+    def finetune_gpus(self) -> int:
+        """The `gpu` resource of a fine-tuning job: its ranks, none on the CPU."""
+        return 0 if self.device == "cpu" else self.gpus_per_job
 
 
 def task_configs() -> dict[str, type]:
@@ -62,6 +77,11 @@ def suite(config: dict) -> SuiteConfig:
         raise ConfigError(
             f"device: {cfg.device!r} is not a torch device; use cpu, cuda, cuda:N or mps"
         )
+    if cfg.gpus_per_job < 1:
+        raise ConfigError(f"gpus_per_job: {cfg.gpus_per_job} must be at least 1")
+    if cfg.gpus_per_job > 1 and cfg.device != "cuda":
+        raise ConfigError(f"gpus_per_job: {cfg.gpus_per_job} ranks need device: cuda (each rank "
+                          f"takes its own GPU), not {cfg.device!r}")  # fmt: skip
     for t in cfg.tasks:
         if t not in task_configs():
             raise ConfigError(

@@ -117,8 +117,10 @@ if "layout" in SUITE.tasks:
         conda:
             "../envs/graftbench.yaml"
         threads: 1
+        resources:
+            gpu=SUITE.finetune_gpus(),
         params:
-            py=PY,
+            graftbench=SUITE.finetune_command(PY),
             cfg=CONFIGS["layout"],
             # the method's own section (pgraft's N_I list is swept in the wildcard)
             config_slice=lambda w: config_slice(
@@ -137,7 +139,7 @@ if "layout" in SUITE.tasks:
             ),
             device=SUITE.device,
         shell:
-            "OMP_NUM_THREADS={threads} {params.py} -m graftbench finetune --task layout"
+            "OMP_NUM_THREADS={threads} {params.graftbench} finetune --task layout"
             " --config {params.cfg:q} --model {input.model} --data $(dirname {input.data})"
             " --features {input.features} --run {wildcards.run} --seed {wildcards.seed}"
             " --base-images {input.base} --device {params.device}"

@@ -96,8 +96,10 @@ if "molecule" in SUITE.tasks:
         conda:
             "../envs/graftbench.yaml"
         threads: 1
+        resources:
+            gpu=SUITE.finetune_gpus(),
         params:
-            py=PY,
+            graftbench=SUITE.finetune_command(PY),
             cfg=CONFIGS["molecule"],
             # the method's own section (pgraft's N_I list is swept in the wildcard)
             config_slice=lambda w: config_slice(
@@ -116,7 +118,7 @@ if "molecule" in SUITE.tasks:
             ),
             device=SUITE.device,
         shell:
-            "OMP_NUM_THREADS={threads} {params.py} -m graftbench finetune --task molecule"
+            "OMP_NUM_THREADS={threads} {params.graftbench} finetune --task molecule"
             " --config {params.cfg:q} --model {input.model} --data $(dirname {input.data})"
             " --run {wildcards.run} --seed {wildcards.seed} --base-images {input.base}"
             " --device {params.device} --out $(dirname {output.metrics}) > {log} 2>&1"

@@ -79,8 +79,10 @@ if "t2i" in SUITE.tasks:
         conda:
             "../envs/graftbench.yaml"
         threads: 1
+        resources:
+            gpu=SUITE.finetune_gpus(),
         params:
-            py=PY,
+            graftbench=SUITE.finetune_command(PY),
             cfg=CONFIGS["t2i"],
             # the method's own section (pgraft's N_I list is swept in the wildcard, so it
             # is left out: adding an N_I reruns no existing job)
@@ -100,7 +102,7 @@ if "t2i" in SUITE.tasks:
             ),
             device=SUITE.device,
         shell:
-            "OMP_NUM_THREADS={threads} {params.py} -m graftbench finetune --task t2i"
+            "OMP_NUM_THREADS={threads} {params.graftbench} finetune --task t2i"
             " --config {params.cfg:q} --model {input.model} --run {wildcards.run}"
             " --seed {wildcards.seed} --base-images {input.base} --device {params.device}"
             " --out $(dirname {output.metrics}) > {log} 2>&1"

@@ -224,3 +224,44 @@ def test_prompts_per_round_and_the_budget_must_split_across_ranks(runs):
     with pytest.raises(ConfigError, match="selection.rule: 'rso'"):
         check_ranks(method, LOOP, 2)
     check_ranks(method, dataclasses.replace(LOOP, prompts_per_round=3), 1)  # one process: any
+
+
+def test_torchrun_finetune_verb_on_two_cpu_ranks(tmp_path):
+    """The workflow's launch with gpus_per_job = 2, on the CPU: `torchrun -m graftbench
+    finetune` joins a gloo group, both ranks spend one budget between them, and rank 0 alone
+    writes the run's records (and prints its line)."""
+    import subprocess
+    import sys
+
+    from graftbench.__main__ import main
+    from graftbench.spec import SuiteConfig
+    from tests.test_t2i_task import smoke
+
+    cfg = smoke()
+    cfg["pretrain"].update(steps=2, checkpoint_every=2, warmup=1)
+    cfg["scenes"].update(n_train_per_category=2, n_heldout_per_category=1)
+    cfg["evaluate"].update(curve_prompts=2)
+    cfg["finetune_prompts"] = 4
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    common = ["--task", "t2i", "--config", str(tmp_path / "cfg.json")]
+    model = str(tmp_path / "model.pt")
+    assert main(["pretrain", *common, "--out", model]) == 0
+    assert main(["evaluate-model", *common, "--model", model, "--seed", "0",
+                 "--out", str(tmp_path / "base")]) == 0  # fmt: skip
+    launch = SuiteConfig(gpus_per_job=2).finetune_command(sys.executable).split()
+    out = tmp_path / "graft"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run_ = subprocess.run(
+        [*launch, "finetune", *common, "--model", model, "--run", "graft", "--seed", "0",
+         "--base-images", str(tmp_path / "base/images.npz"), "--out", str(out)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert run_.returncode == 0, run_.stderr[-3000:]
+    assert run_.stdout.count("graft seed 0: held-out reward") == 1  # rank 0 only
+    m = records.read_json(out / "metrics.json")
+    rounds = records.read_jsonl(out / "rounds.jsonl")
+    budget = cfg["graft"]["loop"]["reward_budget"]
+    assert m["reward_queries"] == budget and rounds[-1]["reward_queries"] == budget
+    # each round's 4 prompt groups were split 2 + 2, so the row counts all of them
+    assert all(r["n_prompts"] == 4 for r in rounds)
+    assert not (out / "loop.partial").exists() and "torch" in m["versions"]

@@ -76,6 +76,11 @@ def device_rules() -> set[str]:
     return {r for r in workflow_rules() if r.endswith(DEVICE_SUFFIXES)}
 
 
+def finetune_rules() -> set[str]:
+    """They ask for `gpus_per_job` GPUs in the rule itself; a profile must not override it."""
+    return {r for r in workflow_rules() if r.endswith("_finetune")}
+
+
 @pytest.fixture(scope="module")
 def workflow(tmp_path_factory) -> Path:
     return copy_workflow(tmp_path_factory.mktemp("profiles"))
@@ -92,7 +97,8 @@ def test_set_resources_name_existing_rules_and_a_gpu_for_exactly_the_device_rule
     resources = profile(name)["set-resources"]
     assert set(resources) <= workflow_rules(), set(resources) - workflow_rules()
     with_gpu = {rule for rule, res in resources.items() if res.get("gpu") == 1}
-    assert with_gpu == device_rules(), with_gpu ^ device_rules()
+    assert with_gpu == device_rules() - finetune_rules(), with_gpu ^ device_rules()
+    assert not any("gpu" in resources.get(rule, {}) for rule in finetune_rules())
 
 
 @pytest.mark.parametrize("name", ["gpu", "paper"])
@@ -142,3 +148,19 @@ def test_slurm_profile_plans_the_whole_workflow_with_the_slurm_executor(workflow
             assert res["mem_mb"] == str(want["mem_mb"]), (rule, res)
             assert res["cpus_per_task"] == "1", (rule, res)  # the rule's threads
     assert int(jobs["unconditional_pretrain"][0]["runtime"]) >= 24 * 60  # 400k steps
+
+
+def test_several_gpus_per_job_launch_fine_tuning_under_torchrun(workflow):
+    """gpus_per_job = 2: each fine-tuning job asks for two GPUs and starts two ranks with
+    torchrun; every other device job keeps one GPU and starts plainly."""
+    run = snakemake(workflow, "-n", "-p", "--profile", "profiles/paper", "--config",
+                    "profile=paper", "device=cuda", "gpus_per_job=2", "--resources", "gpu=2")  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs = planned_resources(run.stdout)
+    for rule, resources in jobs.items():
+        want = "2" if rule in finetune_rules() else "1" if rule in device_rules() else None
+        assert all(res.get("gpu") == want for res in resources), (rule, resources)
+    launches = [line for line in run.stdout.splitlines() if " finetune --task " in line]
+    assert launches and all("torch.distributed.run --standalone --nproc-per-node 2 -m -- graftbench"
+                            in line for line in launches)  # fmt: skip
+    assert sum("torch.distributed.run" in line for line in run.stdout.splitlines()) == len(launches)

@@ -228,9 +228,11 @@ def test_lint_is_clean():
 
 def test_a_subset_of_tasks_plans_only_their_jobs(tmp_path):
     wf = copy_workflow(tmp_path)
-    run = snakemake(wf, "--profile", "profiles/smoke", "--config", "tasks=[layout]", "-n",
-                    timeout=120)  # fmt: skip
+    # a --config replaces the profile's whole config list: repeat its profile=smoke
+    run = snakemake(wf, "--profile", "profiles/smoke", "--config", "profile=smoke",
+                    "tasks=[layout]", "-n", timeout=120)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
+    assert "results/smoke/layout/" in run.stdout
     rules = {line.split()[1].rstrip(":") for line in (run.stdout + run.stderr).splitlines()
              if line.startswith("rule ")}  # fmt: skip
     assert {"layout_pretrain", "layout_finetune", "layout_table"} <= rules
@@ -256,6 +258,8 @@ def test_schema_is_generated_from_the_dataclasses():
         ({"unconditional": {"base": {"pretrain": {"steps": "many"}}}}, "many"),
         ({"profile": "huge"}, "huge"),
         ({"device": "gpu"}, "device: 'gpu' is not a torch device"),
+        ({"gpus_per_job": 2}, "gpus_per_job: 2 ranks need device: cuda"),
+        ({"gpus_per_job": 0}, "gpus_per_job: 0 must be at least 1"),
         ({"tasks": ["unconditional", "video"]}, "video"),
         ({"unconditional": {"profiles": {"gpu": {}}}}, "gpu"),
         # INC's cross-field rules, which a JSON schema cannot express

@@ -55,9 +55,12 @@ class ScorerJudge:
     """An external scorer process started once; `close()` ends it."""
 
     def __init__(self, command: Sequence[str], log: Path):
+        from graftbench.distributed import rank_gpu_env, world
         from graftbench.scorer import ScorerProcess
 
-        self.process = ScorerProcess(command, log)
+        rank = world()[0]  # under torchrun every rank scores its own samples, on its own GPU
+        log = log if rank == 0 else log.with_name(f"{log.stem}.rank{rank}{log.suffix}")
+        self.process = ScorerProcess(command, log, env=rank_gpu_env())
         self.name = f"{self.process.name} {self.process.version}"
 
     def reward(self):

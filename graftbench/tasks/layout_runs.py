@@ -11,6 +11,7 @@ import torch
 
 from graftbench import records
 from graftbench.config import InputError, to_dict
+from graftbench.distributed import is_writer
 from graftbench.layout import data as layout_data
 from graftbench.tasks.layout import (
     LayoutConfig,
@@ -208,6 +209,8 @@ def finetune(cfg: LayoutConfig, model_path: Path, data_dir: Path, features: Path
     rows = run_with_curve(method, conditions, reward_fn(cfg.reward),
                           lambda: evaluator.curve(segments, model, seed), cfg.evaluate.curve_every,
                           out)  # fmt: skip
+    if not is_writer():  # the other ranks' models equal rank 0's: it evaluates, writes
+        return {}
     train_s = time.perf_counter() - t0
     ev, boxes = evaluator(segments, model, seed)
     base = np.load(base_boxes)["boxes"]

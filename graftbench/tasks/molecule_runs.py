@@ -11,6 +11,7 @@ import torch
 
 from graftbench import records
 from graftbench.config import InputError, to_dict
+from graftbench.distributed import is_writer
 from graftbench.tasks.molecule import (
     CONDITION,
     MoleculeConfig,
@@ -165,6 +166,8 @@ def finetune(cfg: MoleculeConfig, model_path: Path, data_dir: Path, run: str, se
     rows = run_with_curve(method, [CONDITION], reward_fn(cfg),
                           lambda: evaluator.curve(segments, model, seed), cfg.evaluate.curve_every,
                           out)  # fmt: skip
+    if not is_writer():  # the other ranks' models equal rank 0's: it evaluates, writes
+        return {}
     train_s = time.perf_counter() - t0
     ev, tokens, smiles = evaluator(segments, model, seed)
     base = np.load(base_tokens)["tokens"]

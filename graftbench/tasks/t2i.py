@@ -28,6 +28,7 @@ import torch
 
 from graftbench import records
 from graftbench.config import ConfigError, InputError, to_dict
+from graftbench.distributed import is_writer
 from graftbench.methods.ddpo import DDPOConfig
 from graftbench.methods.graft import GraftConfig
 from graftbench.methods.pgraft import PGraftSweep
@@ -354,6 +355,8 @@ def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images:
         rows = run_with_curve(method, finetune_prompts(cfg), image_reward(judge.reward()),
                               lambda: curve_point(segments, model, cfg, judge, seed),
                               cfg.evaluate.curve_every, out, model_input=lambda p: p.text)  # fmt: skip
+        if not is_writer():  # the other ranks' models equal rank 0's: it evaluates, writes
+            return {}
         train_s = time.perf_counter() - t0
         ev, images = evaluation(segments, model, cfg, judge, seed)
     finally:
