@@ -18,6 +18,7 @@ from graftbench.__main__ import main
 from graftbench.config import to_dict
 from graftbench.spec import resolve
 from tests.conftest import tiny_unconditional, workflow_config
+from tests.test_train import crash_at
 
 SMILES = ["CCO", "c1ccccc1", "CC(=O)O", "CCN", "CC(C)O", "C1CCCCC1", "CC#N", "COC", "CC=O",
           "c1ccncc1", "OC(=O)CN", "CCCl"]  # fmt: skip
@@ -189,14 +190,8 @@ def test_fit_resumes_on_cuda_as_an_unbroken_run(tmp_path):
     net, loss = make()
     fit(net, loss, cfg, tmp_path / "full.pt", {})
     net, loss = make()
-
-    def crashing(step, g):
-        if step == 7:  # after the checkpoint at step 6
-            raise KeyboardInterrupt
-        return loss(step, g)
-
     with pytest.raises(KeyboardInterrupt):
-        fit(net, crashing, cfg, tmp_path / "resumed.pt", {})
+        fit(net, crash_at(7, loss), cfg, tmp_path / "resumed.pt", {})  # after step 6's checkpoint
     net, loss = make()  # reseeds the CUDA generator, as a new process would
     fit(net, loss, cfg, tmp_path / "resumed.pt", {})
     a = records.load_checkpoint(tmp_path / "full.pt")["model"]

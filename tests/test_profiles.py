@@ -12,38 +12,21 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.test_workflow import copy_workflow, snakemake
 
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-WORKFLOW = ["Snakefile", "rules", "config", "tasks", "profiles", "envs", "report"]
 TABLES = {"t2i_table", "layout_table", "molecule_table", "unconditional_table", "inc_table"}
 # Rules that put a model on `device` go by these suffixes; every other rule must be a data or
 # table rule, so a new rule has to be sorted into one of the two before the tests pass.
 DEVICE_SUFFIXES = ("_pretrain", "_features", "_base", "_finetune", "_sample", "_sample_inc",
                    "_invert", "_corrector", "_evaluate", "_real_floor")  # fmt: skip
 HOST_SUFFIXES = ("_data", "_table")
-
-
-def copy_workflow(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in WORKFLOW:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
-    return dest
-
-
-def snakemake(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def workflow_rules() -> set[str]:

@@ -26,19 +26,25 @@ def make():
     return net, loss
 
 
+def crash_at(step: int, loss):
+    """loss, but interrupted (as by Ctrl-C) when fit asks for `step` (7: after the
+    checkpoint at step 6 of CFG)."""
+
+    def crashing(s, g):
+        if s == step:
+            raise KeyboardInterrupt
+        return loss(s, g)
+
+    return crashing
+
+
 def test_resume_matches_unbroken_run(tmp_path):
     net, loss = make()
     fit(net, loss, CFG, tmp_path / "full.pt", {"run": "full"})
 
     net, loss = make()
-
-    def crashing(step, g):
-        if step == 7:  # after the checkpoint at step 6
-            raise KeyboardInterrupt
-        return loss(step, g)
-
     with pytest.raises(KeyboardInterrupt):
-        fit(net, crashing, CFG, tmp_path / "resumed.pt", {"run": "resumed"})
+        fit(net, crash_at(7, loss), CFG, tmp_path / "resumed.pt", {"run": "resumed"})
     assert (tmp_path / "resumed.pt.partial").exists() and not (tmp_path / "resumed.pt").exists()
     net, loss = make()  # a new process: fresh weights, resumed from the partial checkpoint
     fit(net, loss, CFG, tmp_path / "resumed.pt", {"run": "resumed"})
