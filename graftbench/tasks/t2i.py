@@ -199,8 +199,11 @@ def sample_images(segments, model, prompts: list[Prompt], ev: EvaluateConfig,
     g = torch.Generator(device=device).manual_seed(seed)
     roll = sample_segments(model, segments, model.scheduler("ddim"), [p.text for p in prompts],
                            loop, g, keep={ev.num_steps})  # fmt: skip
-    images = model.decode(roll.final)
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    # decoded a sampler batch at a time and kept as uint8 on the host: at 512 px a float32
+    # image is 3 MB, and an SD evaluation holds thousands
+    parts = [(model.decode(z).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+             for z in roll.final.split(ev.batch_size)]  # fmt: skip
+    return torch.cat(parts).numpy()
 
 
 def diversity(images: np.ndarray, per_prompt: int) -> float:
