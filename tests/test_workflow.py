@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from graftbench.t2i.scenes import CATEGORIES
 from tests.conftest import ROOT
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -80,6 +81,9 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     assert (tuned["reward_queries_mean"] == t2i_smoke["graft"]["loop"]["reward_budget"]).all()
     assert (tuned["sampler_nfe_mean"] > 0).all() and (tuned["train_flops_mean"] > 0).all()
     assert t2i["heldout_reward_mean"].between(0, 1).all() and t2i["diversity_mean"].notna().all()
+    per_category = [c[: -len("_mean")] for c in t2i.columns if c.startswith("heldout_acc_")
+                    and c.endswith("_mean")]  # fmt: skip
+    assert per_category == [f"heldout_acc_{c}" for c in CATEGORIES]  # the grammar's order
     for name in ("t2i_reward_vs_queries", "t2i_pgraft_vs_ni", "t2i_samples"):
         assert (wf / f"results/smoke/figures/{name}.png").stat().st_size > 1000
     assert "P-GRAFT +8.81%" in (tables / "t2i.md").read_text()

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from graftbench import records
+from graftbench.t2i.scenes import CATEGORIES
 from graftbench.tasks.finetune_aggregate import (
     load_runs,
     plot_pgraft_vs_ni,
@@ -40,7 +41,12 @@ def values(runs: pd.DataFrame) -> list[str]:
     """The table's columns: per-category ones are whatever categories the prompts have
     (the verifier's accuracy per category, or a scorer's mean score per category)."""
     per_category = [c for c in runs.columns if c.startswith(("heldout_acc_", "heldout_reward_"))]
-    return HEAD + per_category + TAIL
+
+    def rank(column: str) -> tuple:  # the grammar's categories in their order, others by name
+        category = column.split("_", 2)[2]
+        return (CATEGORIES.index(category) if category in CATEGORIES else len(CATEGORIES), column)
+
+    return HEAD + sorted(per_category, key=rank) + TAIL
 
 
 def _prompt_notes(cfg, first) -> list[str]:
