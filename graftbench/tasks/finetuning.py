@@ -125,10 +125,9 @@ LOOP_CHECKPOINT = "loop.partial"  # the fine-tuning loop's resumable state, in t
 
 
 def finish(out: Path) -> None:
-    """Drop the loop checkpoint of a run whose results are all written (rank 0's file: the
-    other ranks leave it alone)."""
-    if is_writer():
-        (out / LOOP_CHECKPOINT).unlink(missing_ok=True)
+    """Drop the loop checkpoint of a run whose results are all written (rank 0 alone gets
+    here: the verbs return on the other ranks once the loop is done)."""
+    (out / LOOP_CHECKPOINT).unlink(missing_ok=True)
 
 
 def run_record(rows: list[dict], run: str, seed: int, n_i: int | None, f_call: int,
