@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import permutations
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from graftbench.config import ConfigError
 from graftbench.layout.data import CLASSES, Layout, LayoutDataConfig, make_splits, pad
 from graftbench.layout.metrics import (
     RewardConfig,
+    _pair_scores,
     alignment,
     iou,
     max_iou,
@@ -164,6 +166,31 @@ def test_max_iou_matches_only_same_class_multisets():
     assert max_iou([A, B], [B, shifted(B, 0.9)]) == pytest.approx(1.0)
     other = layout([TEXT, TEXT], [[0.5, 0.1, 0.8, 0.05], [0.5, 0.5, 0.8, 0.5]])
     assert math.isnan(max_iou([B], [other]))  # same boxes, different class multiset
+
+
+@pytest.mark.parametrize("counts", [(1, 2), (3, 1), (4,), (5, 1), (6,)])
+def test_pair_scores_equal_the_best_matching_found_by_enumeration(counts):
+    """The batched scores (enumerated matchings for k <= 4, Hungarian above) against every
+    one-to-one matching of same-class elements tried by hand, pair by pair."""
+    rng = np.random.default_rng(sum(counts))
+    classes = np.repeat([TEXT, FIGURE][: len(counts)], counts)
+
+    def random_layout():
+        return Layout(classes, np.column_stack([rng.uniform(0.2, 0.8, (len(classes), 2)),
+                                                rng.uniform(0.05, 0.4, (len(classes), 2))]))  # fmt: skip
+
+    gens, reals = [random_layout() for _ in range(3)], [random_layout() for _ in range(4)]
+    scores = _pair_scores(gens, reals)
+    for i, g in enumerate(gens):
+        for j, r in enumerate(reals):
+            best = 0.0
+            for c in np.unique(classes):
+                m = iou(g.boxes[classes == c][:, None], r.boxes[classes == c][None, :])
+                best += max(
+                    sum(m[a, p[a]] for a in range(len(m))) for p in permutations(range(len(m)))
+                )
+            assert scores[i, j] == pytest.approx(best / len(classes), rel=1e-12)
+    assert scores.max() < 1  # random boxes: no pair coincides, so the check is not trivial
 
 
 def test_clean_generated_layouts_are_aligned_and_do_not_overlap():

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import permutations
 
 import numpy as np
 
@@ -110,23 +111,36 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def _pair_score(gen: Layout, real: Layout) -> float:
-    """Sum over classes of the best one-to-one IoU matching of same-class elements, over n."""
+def _pair_scores(gens: Sequence[Layout], reals: Sequence[Layout]) -> np.ndarray:
+    """(len(gens), len(reals)): for each pair of layouts sharing one class multiset, the sum
+    over classes of the best one-to-one IoU matching of same-class elements, over n. Batched
+    over all pairs (a Python loop over pairs took 3.5 s per layout evaluation): a class with
+    k <= 4 elements takes the best of its k! matchings directly, larger ones go through
+    `linear_sum_assignment` pair by pair. Both give the optimal matching's value."""
     from scipy.optimize import linear_sum_assignment
 
-    total = 0.0
-    for c in np.unique(gen.classes):
-        m = iou(gen.boxes[gen.classes == c][:, None], real.boxes[real.classes == c][None, :])
-        rows, cols = linear_sum_assignment(m, maximize=True)
-        total += m[rows, cols].sum()
-    return total / len(gen)
+    classes = gens[0].classes
+    total = np.zeros((len(gens), len(reals)))
+    for c in np.unique(classes):
+        g = np.stack([x.boxes[x.classes == c] for x in gens])  # (G, k, 4)
+        r = np.stack([x.boxes[x.classes == c] for x in reals])  # (R, k, 4)
+        m = iou(g[:, None, :, None], r[None, :, None, :])  # (G, R, k, k)
+        k = m.shape[-1]
+        if k <= 4:
+            rows = np.arange(k)
+            total += np.max([m[..., rows, list(p)].sum(-1) for p in permutations(rows)], axis=0)
+            continue
+        for i, j in np.ndindex(*m.shape[:2]):
+            a, b = linear_sum_assignment(m[i, j], maximize=True)
+            total[i, j] += m[i, j][a, b].sum()
+    return total / len(classes)
 
 
 def max_iou(generated: Sequence[Layout], real: Sequence[Layout]) -> float:
     """LayoutGAN++'s Maximum IoU (Kikuchi et al. 2021): higher is closer to `real`.
 
     Layouts are grouped by their multiset of classes; within each group present in both
-    sets, generated and real layouts are matched one-to-one maximising `_pair_score`, and
+    sets, generated and real layouts are matched one-to-one maximising `_pair_scores`, and
     the matched scores of all groups are averaged. NaN when no group is shared.
     """
     from scipy.optimize import linear_sum_assignment
@@ -138,7 +152,7 @@ def max_iou(generated: Sequence[Layout], real: Sequence[Layout]) -> float:
     matched = []
     for gens, reals in groups.values():
         if gens and reals:
-            scores = np.array([[_pair_score(g, r) for r in reals] for g in gens])
+            scores = _pair_scores(gens, reals)
             rows, cols = linear_sum_assignment(scores, maximize=True)
             matched.extend(scores[rows, cols])
     return float(np.mean(matched)) if matched else float("nan")
