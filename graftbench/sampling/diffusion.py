@@ -15,9 +15,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
+
+if TYPE_CHECKING:  # imported where used: diffusers takes ~2 s to import, and the masked
+    # (molecule) jobs import this module for `Trajectory` alone
+    from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -54,6 +58,8 @@ def posterior_std(scheduler: DDIMScheduler | DDPMScheduler, t: int, eta: float) 
     the next entry of its timestep list (its last step adds no noise). Returns 0.0 for a step
     that adds no noise.
     """
+    from diffusers import DDIMScheduler
+
     if isinstance(scheduler, DDIMScheduler):
         prev_t = t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
         final = scheduler.final_alpha_cumprod.item()
@@ -101,6 +107,8 @@ def sample_diffusion(
     start_step, stop_step: run only steps [start_step, stop_step); P-GRAFT's stitched
                 sampler calls this twice with two denoisers and the same scheduler.
     """
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
     scheduler.set_timesteps(num_steps, device=x.device)
     timesteps = scheduler.timesteps
     stop_step = num_steps if stop_step is None else stop_step
@@ -130,6 +138,8 @@ def sample_diffusion(
 
 def _step(scheduler, out, t, x, eta, generator):
     """One scheduler step; returns (next state, log-prob of the transition or None)."""
+    from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
+
     if isinstance(scheduler, FlowMatchEulerDiscreteScheduler):
         return scheduler.step(out, t, x).prev_sample, None
     t_int = int(t)
