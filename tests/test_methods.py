@@ -445,6 +445,57 @@ def test_graft_t_min_leaves_the_low_noise_end_out():
     assert seen[-1].min() == 0 and torch.equal(seen[-1], seen[-2])
 
 
+def test_graft_anchor_adds_the_distance_to_the_frozen_base(base):
+    """GRAFT's `anchor`: the loss gains weight x |f_model - f_base|^2 at the same (x_t, t);
+    with the model still equal to its base the term is 0 and the loss is pre-training's,
+    from the same draws of t and noise."""
+    tuned = frozen_copy(base)
+    tuned.network.requires_grad_(True)
+    x0, cond = (
+        torch.randn(256, 2, generator=torch.Generator().manual_seed(1)),
+        base.encode_condition([0] * 256),
+    )
+
+    def loss(m, anchor):
+        return denoising_loss(m, x0, cond, torch.Generator().manual_seed(0), 0, anchor)
+
+    assert loss(tuned, (base, 2.0)).item() == loss(tuned, None).item()  # equal networks
+    with torch.no_grad():
+        for p in tuned.network.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    g = torch.Generator().manual_seed(0)  # the draws denoising_loss makes, replayed by hand
+    t = torch.randint(0, 1000, (256,), generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    abar = base.alphas_cumprod[t][:, None]
+    xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+    with torch.no_grad():
+        gap = (tuned.denoise(xt, t, cond) - base.denoise(xt, t, cond)).pow(2).mean(1).mean()
+    assert gap > 1e-4  # the perturbation moved the outputs, so the check below is not trivial
+    torch.testing.assert_close(loss(tuned, (base, 2.0)) - loss(tuned, None), 2 * gap)
+
+
+def test_graft_with_an_anchor_keeps_an_untouched_copy_of_the_base(base):
+    model = frozen_copy(base)
+    model.network.requires_grad_(True)
+    loop = LoopConfig(reward_budget=8, prompts_per_round=2, samples_per_prompt=4, num_steps=3)
+    method = Graft(model, GraftConfig(loop=loop, optim=FULL, anchor=1.0, epochs=3))
+    run(method, [0, 1], reward, loop)
+    before = dict(base.network.named_parameters())
+    for k, p in method.anchor_base.network.named_parameters():
+        assert not p.requires_grad and torch.equal(p, before[k]), k
+    assert any(not torch.equal(p, before[k]) for k, p in model.network.named_parameters())
+    assert Graft(frozen_copy(base), GraftConfig(loop=loop, optim=FULL)).anchor_base is None
+
+
+def test_anchor_is_validated_and_is_graft_only():
+    with pytest.raises(ConfigError, match="anchor: -0.5 must be >= 0"):
+        parse(GraftConfig, {"anchor": -0.5})
+    with pytest.raises(ConfigError, match="anchor: 1.0; it is GRAFT's"):
+        parse(PGraftConfig, {"loop": {"num_steps": 10}, "intermediate_step": 3, "anchor": 1.0})
+    with pytest.raises(ConfigError, match="anchor: 1.0; it anchors the denoising loss"):
+        Graft(Toy(), GraftConfig(anchor=1.0), loss_fn=lambda *a: torch.zeros(()))
+
+
 def test_t_min_is_validated_and_is_graft_only():
     with pytest.raises(ConfigError, match="t_min: -1 must be >= 0"):
         parse(GraftConfig, {"t_min": -1})

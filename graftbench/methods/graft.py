@@ -13,6 +13,7 @@ from the updated model and compound the reshaping.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,15 +49,31 @@ class GraftConfig:
     # pre-training, as GRAFT specifies). Fitting the model's own samples at low noise teaches
     # the denoiser their residual errors, which compound over rounds (BENCHMARKS.md: on
     # layouts, t_min = 100 turned that drift into a gain); GRAFT only, P-GRAFT trains t > t_I
+    anchor: float = 0.0  # weight of a penalty on the fine-tuned model's outputs moving away
+    # from the pre-trained model's at the same noised sample (losses.denoising_loss), added
+    # to the loss; 0: GRAFT as specified. Fitting a small model's own samples can drift it
+    # below the base faster than selection lifts it (BENCHMARKS.md, t2i: -0.17 with no
+    # selection at lr 1e-4, -0.005 with anchor 1). Denoising losses only: not P-GRAFT's, not
+    # a discrete model's
 
     def __post_init__(self):
         if self.epochs < 1:
             raise ConfigError(f"epochs: {self.epochs} must be at least 1")
         if self.t_min < 0:
             raise ConfigError(f"t_min: {self.t_min} must be >= 0")
+        if self.anchor < 0:
+            raise ConfigError(f"anchor: {self.anchor} must be >= 0 (0: no anchor)")
         sel, m = self.selection, self.loop.samples_per_prompt
         if sel.rule == "top_k" and not 1 <= sel.k <= m:
             raise ConfigError(f"selection.k: {sel.k} must lie in 1..samples_per_prompt={m}")
+
+
+def frozen_copy(model: ModelAdapter) -> ModelAdapter:
+    """The adapter with a deep-copied, frozen network; everything else (tokenizer, schedule,
+    config) is shared, read-only."""
+    base = copy.copy(model)
+    base.network = copy.deepcopy(model.network).requires_grad_(False)
+    return base
 
 
 def sample_key(sample: Any) -> Hashable:
@@ -82,6 +99,11 @@ class Graft:
     def __init__(self, model: ModelAdapter, cfg: GraftConfig, loss_fn: DenoisingLoss | None = None,
                  dedup_key: Callable[[Any], Hashable] = sample_key):  # fmt: skip
         self.model, self.cfg, self.loss_fn, self.dedup_key = model, cfg, loss_fn, dedup_key
+        if cfg.anchor and (loss_fn is not None or hasattr(model, "training_loss")):
+            raise ConfigError(f"anchor: {cfg.anchor}; it anchors the denoising loss, and this "
+                              "model trains with its own loss (set anchor: 0)")  # fmt: skip
+        # the pre-trained model, copied before the Updater touches (or adds LoRA to) the network
+        self.anchor_base = frozen_copy(model) if cfg.anchor else None
         self.scheduler = model.scheduler(cfg.loop.scheduler)
         self.updater = Updater(model, cfg.optim)
 
@@ -118,10 +140,12 @@ class Graft:
             raise ConfigError(f"t_min: {t_min} must be below the model's "
                               f"{len(self.model.alphas_cumprod)} training timesteps")  # fmt: skip
 
+        anchor = (self.anchor_base, self.cfg.anchor) if self.anchor_base is not None else None
+
         def loss(model, x, cond, generator):
             if hasattr(model, "training_loss"):  # a discrete path's own loss (cross-entropy)
                 return model.training_loss(x, cond, generator, t_min)
-            return denoising_loss(model, x, cond, generator, t_min)
+            return denoising_loss(model, x, cond, generator, t_min, anchor)
 
         return rollout.final, loss, {}
 

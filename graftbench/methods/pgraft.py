@@ -19,7 +19,6 @@ second copy of the weights, which matters at SD scale).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Callable, Hashable
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ import torch
 
 from graftbench.config import ConfigError
 from graftbench.losses import weighted_mean
-from graftbench.methods.graft import Graft, GraftConfig, sample_key
+from graftbench.methods.graft import Graft, GraftConfig, frozen_copy, sample_key
 from graftbench.methods.loop import Rollout, denoiser, sample_segments
 from graftbench.models.base import ModelAdapter
 from graftbench.paths import ddpm_from_intermediate
@@ -46,6 +45,8 @@ class PGraftConfig(GraftConfig):
         super().__post_init__()
         if self.t_min:
             raise ConfigError(f"t_min: {self.t_min}; it is GRAFT's (P-GRAFT trains t > t_I)")
+        if self.anchor:
+            raise ConfigError(f"anchor: {self.anchor}; it is GRAFT's (P-GRAFT's loss has none)")
         if not 1 <= self.intermediate_step < self.loop.num_steps:
             raise ConfigError(f"intermediate_step: {self.intermediate_step} must lie in "
                               f"1..loop.num_steps - 1 = {self.loop.num_steps - 1}")  # fmt: skip
@@ -63,6 +64,10 @@ class PGraftSweep(GraftConfig):
         super().__post_init__()
         if self.t_min:
             raise ConfigError(f"pgraft.t_min: {self.t_min}; it is GRAFT's (P-GRAFT trains t > t_I)")
+        if self.anchor:
+            raise ConfigError(
+                f"pgraft.anchor: {self.anchor}; it is GRAFT's (P-GRAFT's loss has none)"
+            )
         n = self.loop.num_steps
         for n_i in self.intermediate_steps:
             if not 1 <= n_i < n:
@@ -130,14 +135,6 @@ def _has_adapters(network: torch.nn.Module) -> bool:
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     return any(isinstance(m, BaseTunerLayer) for m in network.modules())
-
-
-def frozen_copy(model: ModelAdapter) -> ModelAdapter:
-    """The adapter with a deep-copied, frozen network; everything else (tokenizer, schedule,
-    config) is shared, read-only."""
-    base = copy.copy(model)
-    base.network = copy.deepcopy(model.network).requires_grad_(False)
-    return base
 
 
 class PGraft(Graft):
