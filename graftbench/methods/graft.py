@@ -53,8 +53,8 @@ class GraftConfig:
     # from the pre-trained model's at the same noised sample (losses.denoising_loss), added
     # to the loss; 0: GRAFT as specified. Fitting a small model's own samples can drift it
     # below the base faster than selection lifts it (BENCHMARKS.md, t2i: -0.17 with no
-    # selection at lr 1e-4, -0.005 with anchor 1). Denoising losses only: not P-GRAFT's, not
-    # a discrete model's
+    # selection at lr 1e-4, -0.005 with anchor 1). Keeps a second, frozen copy of the
+    # network in memory. Denoising losses only: not P-GRAFT's, not a discrete model's
 
     def __post_init__(self):
         if self.epochs < 1:
