@@ -15,7 +15,13 @@ from graftbench.spec import resolve
 from graftbench.t2i.judge import VerifierJudge
 from graftbench.t2i.scenes import render, sample_scene
 from graftbench.t2i.verifier import VerifierConfig
-from graftbench.tasks.t2i import T2IConfig, diversity, eval_prompts, finetune_prompts
+from graftbench.tasks.t2i import (
+    T2IConfig,
+    diversity,
+    eval_prompts,
+    finetune_prompts,
+    paired_change,
+)
 from tests.conftest import workflow_config
 
 
@@ -78,12 +84,25 @@ def test_score_is_per_category_and_perfect_on_clean_renders():
     prompts = eval_prompts(cfg)["heldout"]
     rng = np.random.default_rng(0)
     images = np.stack([render(sample_scene(p, rng), 32) for p in prompts])
-    s = VerifierJudge(VerifierConfig()).score(images, prompts, "heldout")
+    s, each = VerifierJudge(VerifierConfig()).score(images, prompts, "heldout")
     assert s["heldout_reward"] == 1.0 and s["heldout_accuracy"] == 1.0
+    assert each.shape == (len(prompts),) and (each == 1.0).all()
     cats = {p.category for p in prompts}
     assert {k for k in s if "_acc_" in k} == {f"heldout_acc_{c}" for c in cats}
-    blank = VerifierJudge(VerifierConfig()).score(np.zeros_like(images), prompts, "x")
+    blank, each = VerifierJudge(VerifierConfig()).score(np.zeros_like(images), prompts, "x")
     assert blank["x_reward"] == 0.0 and all(blank[f"x_acc_{c}"] == 0.0 for c in cats)
+    assert (each == 0.0).all()
+
+
+def test_paired_change_is_the_mean_difference_over_the_training_images():
+    # held-out scores first (ignored), then 4 training images: differences 0.5, 0, 0, -0.1
+    base = np.array([9.0, 9.0, 0.5, 0.5, 1.0, 0.6])
+    run = np.array([0.0, 0.0, 1.0, 0.5, 1.0, 0.5])
+    d = np.array([0.5, 0.0, 0.0, -0.1])
+    got = paired_change(run, base, 4)
+    assert got["train_change"] == pytest.approx(0.1)
+    assert got["train_change_ci"] == pytest.approx(1.96 * d.std(ddof=1) / 2)
+    assert np.isnan(paired_change(run, base, 1)["train_change_ci"])
 
 
 def test_evaluation_prompts_are_fixed_and_held_out_apart_from_training():
@@ -105,7 +124,7 @@ def test_verbs_pretrain_evaluate_finetune_on_a_tiny_model(tmp_path, capsys):
     cfg = smoke()
     cfg["pretrain"].update(steps=4, checkpoint_every=2, warmup=1)
     cfg["scenes"].update(n_train_per_category=2, n_heldout_per_category=2)
-    cfg["evaluate"].update(curve_prompts=2)
+    cfg["evaluate"].update(curve_prompts=2, train_samples_per_prompt=3)
     cfg["finetune_prompts"] = 2
     (tmp_path / "cfg.json").write_text(__import__("json").dumps(cfg))
     common = ["--task", "t2i", "--config", str(tmp_path / "cfg.json")]
@@ -126,6 +145,19 @@ def test_verbs_pretrain_evaluate_finetune_on_a_tiny_model(tmp_path, capsys):
     assert m["sampler_nfe"] == 32 * cfg["pgraft"]["loop"]["num_steps"]
     assert ev["drift"] > 0 and "torch" in m["versions"]
     assert "pgraft2 seed 0: held-out reward" in capsys.readouterr().out
+    # the training reward's change is paired image by image with the base's: 2 prompts x 3
+    base, run = np.load(base_images), np.load(tmp_path / "pg/images.npz")
+    assert len(run["scores"]) == len(run["images"]) == len(base["scores"])
+    n_held = ev["n_heldout_prompts"] * ev["samples_per_prompt"]
+    assert len(run["images"]) == n_held + 2 * 3 and ev["train_samples_per_prompt"] == 3
+    assert ev["train_reward"] == pytest.approx(run["scores"][n_held:].mean())
+    assert ev["train_change"] == pytest.approx((run["scores"] - base["scores"])[n_held:].mean())
+    # a base evaluation without per-image scores (written before they were kept) is refused
+    np.savez(tmp_path / "old.npz", images=base["images"])
+    assert main(["finetune", *common, "--model", model, "--run", "graft", "--seed", "0",
+                 "--base-images", str(tmp_path / "old.npz"), "--out", str(tmp_path / "y")]) == 2  # fmt: skip
+    assert "has no per-image scores, this config's evaluation makes" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()  # refused before fine-tuning
     # a run name outside the sweep is a config error, reported in one line
     assert main(["finetune", *common, "--model", model, "--run", "pgraft3", "--seed", "0",
                  "--base-images", base_images, "--out", str(tmp_path / "x")]) == 2  # fmt: skip

@@ -39,13 +39,14 @@ class VerifierJudge:
     def reward(self):
         return verifier_reward(self.cfg)
 
-    def score(self, images: np.ndarray, prompts: Sequence, name: str) -> dict:
-        """{name}_reward (mean score), {name}_accuracy and {name}_acc_{category}."""
+    def score(self, images: np.ndarray, prompts: Sequence, name: str) -> tuple[dict, np.ndarray]:
+        """({name}_reward (mean score), {name}_accuracy and {name}_acc_{category}; the
+        score of each image (n,))."""
         verdicts = [verify(img, p, self.cfg) for img, p in zip(images, prompts, strict=True)]
         correct = np.asarray([v.correct for v in verdicts], dtype=np.float64)
-        return {f"{name}_reward": float(np.mean([v.score for v in verdicts])),
-                f"{name}_accuracy": float(correct.mean()),
-                **_by_category(prompts, correct, f"{name}_acc")}  # fmt: skip
+        scores = np.asarray([v.score for v in verdicts], dtype=np.float64)
+        return {f"{name}_reward": float(scores.mean()), f"{name}_accuracy": float(correct.mean()),
+                **_by_category(prompts, correct, f"{name}_acc")}, scores  # fmt: skip
 
     def close(self) -> None:
         pass
@@ -66,11 +67,12 @@ class ScorerJudge:
     def reward(self):
         return self.process.reward()
 
-    def score(self, images: np.ndarray, prompts: Sequence, name: str) -> dict:
-        """{name}_reward (mean score) and {name}_reward_{category} (mean per category)."""
+    def score(self, images: np.ndarray, prompts: Sequence, name: str) -> tuple[dict, np.ndarray]:
+        """({name}_reward (mean score) and {name}_reward_{category} (mean per category); the
+        score of each image (n,))."""
         scores = self.process.score(images, [p.text for p in prompts])
         return {f"{name}_reward": float(scores.mean()),
-                **_by_category(prompts, scores, f"{name}_reward")}  # fmt: skip
+                **_by_category(prompts, scores, f"{name}_reward")}, scores  # fmt: skip
 
     def close(self) -> None:
         self.process.close()

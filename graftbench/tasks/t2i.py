@@ -78,7 +78,10 @@ class EvaluateConfig:
     num_steps: int = 10  # DDIM steps of the evaluation sampler, every method alike
     eta: float = 0.0  # 0: deterministic DDIM, so one noise gives comparable images across
     # methods (drift is measured on them)
-    samples_per_prompt: int = 2  # images per prompt (diversity compares them)
+    samples_per_prompt: int = 2  # images per held-out prompt (diversity compares them)
+    train_samples_per_prompt: int = 2  # images per fine-tuning prompt (the training reward;
+    # its change from the base is paired image by image, so more images resolve smaller
+    # changes: 64 images give a 95% CI of about +-0.03 on the verifier's score)
     batch_size: int = 64  # images per sampler call (memory, not maths)
     curve_prompts: int = 32  # held-out prompts (one image each) scored after fine-tuning
     # rounds, for the reward-against-queries curve
@@ -90,8 +93,8 @@ class EvaluateConfig:
     }
 
     def __post_init__(self):
-        for key in ("num_steps", "samples_per_prompt", "batch_size", "curve_prompts",
-                    "curve_every"):  # fmt: skip
+        for key in ("num_steps", "samples_per_prompt", "train_samples_per_prompt", "batch_size",
+                    "curve_prompts", "curve_every"):  # fmt: skip
             if getattr(self, key) < 1:
                 raise ConfigError(f"t2i.evaluate.{key}: {getattr(self, key)} must be at least 1")
         if self.eta < 0:
@@ -218,26 +221,43 @@ def diversity(images: np.ndarray, per_prompt: int) -> float:
     return float(np.mean(d))
 
 
-def evaluation(segments, model, cfg: T2IConfig, judge, seed: int) -> tuple[dict, np.ndarray]:
+def _evaluated(cfg: T2IConfig) -> list[tuple[list, int]]:
+    """(prompts, images per prompt) of the held-out and the training-prompt evaluation."""
+    sets, ev = eval_prompts(cfg), cfg.evaluate
+    return [(sets["heldout"], ev.samples_per_prompt), (sets["train"], ev.train_samples_per_prompt)]
+
+
+def evaluation(segments, model, cfg: T2IConfig, judge, seed: int) -> tuple[dict, np.ndarray, np.ndarray]:  # fmt: skip
     """Held-out and training-prompt metrics plus diversity; returns them with the images
-    (held-out first, then training, each prompt-major with samples_per_prompt images)."""
+    (held-out first, each prompt-major with samples_per_prompt images, then training, with
+    train_samples_per_prompt) and each image's score (n,), in the same order."""
     ev, sets = cfg.evaluate, eval_prompts(cfg)
     k = ev.samples_per_prompt
-    held = [p for p in sets["heldout"] for _ in range(k)]
-    train = [p for p in sets["train"] for _ in range(k)]
+    held, train = ([p for p in prompts for _ in range(n)] for prompts, n in _evaluated(cfg))
     images = sample_images(segments, model, held + train, ev, seed + ev.seed_offset)
-    out = {**judge.score(images[: len(held)], held, "heldout"),
-           **judge.score(images[len(held):], train, "train"),
+    held_metrics, held_scores = judge.score(images[: len(held)], held, "heldout")
+    train_metrics, train_scores = judge.score(images[len(held) :], train, "train")
+    out = {**held_metrics, **train_metrics,
            "diversity": diversity(images[: len(held)], k), "n_heldout_prompts": len(sets["heldout"]),
-           "n_train_prompts": len(sets["train"]), "samples_per_prompt": k}  # fmt: skip
-    return out, images
+           "n_train_prompts": len(sets["train"]), "samples_per_prompt": k,
+           "train_samples_per_prompt": ev.train_samples_per_prompt}  # fmt: skip
+    return out, images, np.concatenate([held_scores, train_scores])
+
+
+def paired_change(scores: np.ndarray, base_scores: np.ndarray, n: int) -> dict:
+    """The training reward's change from the base: the mean of the last n images' score minus
+    the base's for the same prompt and evaluation noise (deterministic DDIM), and the 95% CI
+    of that mean over the n pairs (normal; NaN for one pair)."""
+    d = scores[-n:] - base_scores[-n:]
+    ci = 1.96 * d.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+    return {"train_change": float(d.mean()), "train_change_ci": float(ci)}
 
 
 def curve_point(segments, model, cfg: T2IConfig, judge, seed: int) -> float:
     """Mean score on the curve's held-out subset, one image per prompt."""
     prompts = eval_prompts(cfg)["curve"]
     images = sample_images(segments, model, prompts, cfg.evaluate, seed + cfg.evaluate.seed_offset)
-    return judge.score(images, prompts, "curve")["curve_reward"]
+    return judge.score(images, prompts, "curve")[0]["curve_reward"]
 
 
 def flops_per_call(model) -> int:
@@ -314,9 +334,10 @@ def _judge(cfg: T2IConfig, out: Path):
     return open_judge(cfg.scorer, cfg.verifier, out / "scorer.log")
 
 
-def _write_run(out: Path, metrics: dict, evaluation_: dict, images: np.ndarray, cfg: T2IConfig) -> None:  # fmt: skip
+def _write_run(out: Path, metrics: dict, evaluation_: dict, images: np.ndarray,
+               scores: np.ndarray, cfg: T2IConfig) -> None:  # fmt: skip
     with records.atomic_path(out / "images.npz") as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, images=images)
+        np.savez_compressed(f, images=images, scores=scores)
     n = len(eval_prompts(cfg)["heldout"]) * cfg.evaluate.samples_per_prompt
     records.save_image_grid(out / "grid.png", images[: min(n, 32)],
                             ncol=cfg.evaluate.samples_per_prompt * 4)  # fmt: skip
@@ -332,14 +353,32 @@ def evaluate_base(cfg: T2IConfig, model_path: Path, seed: int, out: Path, device
     segments = [(plain_factory(model), None)]
     judge = _judge(cfg, out)
     try:
-        ev, images = evaluation(segments, model, cfg, judge, seed)
+        ev, images, scores = evaluation(segments, model, cfg, judge, seed)
         ev["curve_reward"] = curve_point(segments, model, cfg, judge, seed)
     finally:
         judge.close()
-    ev["drift"] = 0.0  # the reference the fine-tuned runs' drift is measured from
+    # the reference the fine-tuned runs' drift and training-reward change are measured from
+    ev.update(drift=0.0, train_change=0.0, train_change_ci=0.0)
     metrics = {**base_record(seed, flops_per_call(model), t0, device), "evaluator": judge.name}
-    _write_run(out, metrics, ev, images, cfg)
+    _write_run(out, metrics, ev, images, scores, cfg)
     return {**metrics, **ev}
+
+
+def _base_scores(path: Path, cfg: T2IConfig) -> np.ndarray:
+    """The base run's per-image scores, which train_change pairs with; an InputError unless
+    the file has as many as this config's evaluation makes (its images, which drift compares
+    with, are read after fine-tuning: at SD scale they take a gigabyte)."""
+    ev = cfg.evaluate
+    n = sum(len(prompts) * k for prompts, k in _evaluated(cfg))
+    with np.load(path) as saved:
+        scores = saved.get("scores")
+    if scores is None or len(scores) != n:
+        got = "no per-image scores" if scores is None else f"{len(scores)} scored images"
+        raise InputError(f"{path}: the base evaluation has {got}, this config's evaluation "
+                         f"makes {n} (evaluate.samples_per_prompt {ev.samples_per_prompt}, "
+                         f"train_samples_per_prompt {ev.train_samples_per_prompt}); rerun the "
+                         "base evaluation")  # fmt: skip
+    return scores
 
 
 def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images: Path,
@@ -350,6 +389,7 @@ def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images:
     from graftbench.methods.loop import image_reward
 
     t0 = time.perf_counter()
+    base_scores = _base_scores(base_images, cfg)  # checked before any compute
     model = load_model(model_path, device)
     method = build_method(cfg, "t2i", run, model, seed)
     segments, n_i = eval_segments(method, model)
@@ -361,7 +401,7 @@ def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images:
         if not is_writer():  # the other ranks' models equal rank 0's: it evaluates, writes
             return {}
         train_s = time.perf_counter() - t0
-        ev, images = evaluation(segments, model, cfg, judge, seed)
+        ev, images, scores = evaluation(segments, model, cfg, judge, seed)
     finally:
         judge.close()
     base = np.load(base_images)["images"]
@@ -369,11 +409,13 @@ def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images:
         raise InputError(f"{base_images}: base images {base.shape} do not match this run's "
                          f"{images.shape}; rerun the base evaluation")  # fmt: skip
     ev["drift"] = float(np.sqrt(((images / 255 - base / 255) ** 2).mean()))
+    n_train = len(eval_prompts(cfg)["train"]) * cfg.evaluate.train_samples_per_prompt
+    ev.update(paired_change(scores, base_scores, n_train))
     ev["curve_reward"] = rows[-1]["curve_reward"]
     calls = 2 if _guided(model) else 1  # a guided evaluation is a conditional/unconditional pair
     metrics = run_record(rows, run, seed, n_i, flops_per_call(model), calls, t0, train_s, device)
     metrics["evaluator"] = judge.name
     model.save(out / "model.pt", to_dict(cfg))
-    _write_run(out, metrics, ev, images, cfg)
+    _write_run(out, metrics, ev, images, scores, cfg)
     finish(out)
     return {**metrics, **ev}

@@ -2,7 +2,8 @@
 
 tables/t2i.{csv,md}: per run (base, graft, pgraft{N_I}, ddpo), mean and 95% CI over seeds of
 the held-out reward and accuracy (overall and per category), the improvement over the base of
-the same seed, the training-prompt reward, diversity, drift from the base, and compute.
+the same seed, the training-prompt reward and its change from the base's (paired image by
+image, per seed in the notes), diversity, drift from the base, and compute.
 Figures: held-out reward against reward queries per method; P-GRAFT's held-out and training
 reward against N_I beside base and GRAFT; one row of samples per method for the same prompts.
 """
@@ -33,8 +34,8 @@ PAPER_CLAIM = (
     "GRAFT and DDPO"
 )
 HEAD = ["heldout_reward", "improvement_pct", "heldout_accuracy"]
-TAIL = ["train_reward", "diversity", "drift", "reward_queries", "sampler_nfe", "sampler_flops",
-        "train_flops", "wall_s"]  # fmt: skip
+TAIL = ["train_reward", "train_change", "diversity", "drift", "reward_queries", "sampler_nfe",
+        "sampler_flops", "train_flops", "wall_s"]  # fmt: skip
 
 
 def values(runs: pd.DataFrame) -> list[str]:
@@ -53,8 +54,10 @@ def _prompt_notes(cfg, first) -> list[str]:
     """What the held-out prompts and the reward are, for the table's notes."""
     n_held, n_train = int(first["n_heldout_prompts"]), int(first["n_train_prompts"])
     k = int(first["samples_per_prompt"])
-    train = (f"train_reward: the {n_train} training prompts fine-tuning drew from (the reward it "
-             "optimised: compare it with heldout_reward for reward hacking)")  # fmt: skip
+    k_train = int(first.get("train_samples_per_prompt", k))  # records before it was a key
+    train = (f"train_reward: the {n_train} training prompts fine-tuning drew from, {k_train} "
+             "images each (the reward it optimised: compare it with heldout_reward for reward "
+             "hacking); train_change: train_reward minus the base's at the same seed")  # fmt: skip
     if cfg.prompts.source == "scenes":
         held = (f"held-out: {n_held} prompts whose (colour, shape) or colour-pair combinations "
                 f"fine-tuning never saw (pre-training saw every prompt), {k} images each")  # fmt: skip
@@ -98,6 +101,7 @@ def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
         "counts once); FLOPs: torch's counter per UNet call x calls, training as 3x forward",
         "mean ± 95% CI (Student t) over seeds (fine-tuning and evaluation noise; one pre-trained "
         "model); pgraftN: P-GRAFT with the switch at sampler state N_I = N",
+        _train_change_note(runs),
         PAPER_CLAIM,
         f"versions: {provenance(runs)}",
     ]
@@ -105,6 +109,25 @@ def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
     plot_reward_vs_queries(task_dir, runs, figures[0], "held-out verifier score")
     plot_pgraft_vs_ni(runs, figures[1], "verifier score")
     plot_samples(task_dir, runs, figures[2])
+
+
+def _train_change_note(runs: pd.DataFrame) -> str:
+    """Each fine-tuned run's train_change per seed with its 95% CI over that seed's images:
+    the base and the run score the same prompts from the same noise, so each image is a
+    pair, and this says whether fine-tuning raised the reward it optimised."""
+    parts = []
+    for run, sub in runs[runs["run"] != "base"].groupby("run", sort=False):
+        if "train_change_ci" not in sub or sub["train_change_ci"].isna().all():
+            continue  # records from before the paired change was written
+        seeds = " / ".join(f"{c:+.3f} ± {ci:.3f}" for c, ci in
+                           zip(sub["train_change"], sub["train_change_ci"], strict=True))  # fmt: skip
+        parts.append(f"{run} (seeds {' / '.join(str(x) for x in sub['seed'])}) {seeds}")
+    if not parts:
+        return "train_change per seed: not in these records (rerun the evaluations)"
+    return (
+        "train_change per seed, paired image by image with the base (95% CI over the "
+        "seed's training-prompt images): " + "; ".join(parts)
+    )
 
 
 def plot_samples(task_dir: Path, runs: pd.DataFrame, path: Path, n_prompts: int = 8) -> None:
