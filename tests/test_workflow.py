@@ -87,6 +87,14 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     for name in ("t2i_reward_vs_queries", "t2i_pgraft_vs_ni", "t2i_samples"):
         assert (wf / f"results/smoke/figures/{name}.png").stat().st_size > 1000
     assert "P-GRAFT +8.81%" in (tables / "t2i.md").read_text()
+    # the training reward's change, paired with the base: the base's is 0, and the table's mean
+    # is each run's train_reward minus the base's (same seeds)
+    assert t2i.set_index("run").loc["base", "train_change_mean"] == 0
+    base_train = t2i.set_index("run").loc["base", "train_reward_mean"]
+    assert tuned["train_change_mean"].to_numpy() == pytest.approx(
+        (tuned["train_reward_mean"] - base_train).to_numpy()
+    )
+    assert "train_change per seed, paired image by image" in (tables / "t2i.md").read_text()
     # layout: every run (GRAFT with both rules), at equal reward queries, with the figures
     lay = pd.read_csv(tables / "layout.csv")
     lay_smoke = yaml.safe_load((wf / "tasks/layout.yaml").read_text())["layout"]["profiles"][
