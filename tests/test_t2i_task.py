@@ -174,3 +174,22 @@ def test_a_json_config_file_keeps_small_floats(tmp_path):
     path.write_text(__import__("json").dumps(cfg))
     assert "5e-05" in path.read_text()
     assert parse(T2IConfig, _load_config(str(path)), "t2i").graft.optim.lr == 5e-05
+
+
+def test_the_four_times_budget_override_changes_only_the_budgets():
+    """config/t2i_budget_1536.yaml, merged as Snakemake merges a --configfile (recursively),
+    gives every method 1,536 queries and leaves the rest of the cpu profile as it is."""
+    import yaml
+    from snakemake.utils import update_config
+
+    from tests.conftest import ROOT
+
+    config = workflow_config("cpu")
+    update_config(config, yaml.safe_load((ROOT / "config/t2i_budget_1536.yaml").read_text()))
+    got, cpu = to_dict(resolve(config, "t2i")), to_dict(resolve(workflow_config("cpu"), "t2i"))
+    for method in ("graft", "pgraft", "ddpo"):
+        assert (
+            got[method]["loop"]["reward_budget"] == 1536 == 4 * cpu[method]["loop"]["reward_budget"]
+        )
+        got[method]["loop"]["reward_budget"] = cpu[method]["loop"]["reward_budget"]
+    assert got == cpu
