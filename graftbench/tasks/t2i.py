@@ -385,7 +385,8 @@ def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images:
              out: Path, device: str = "cpu") -> dict:  # fmt: skip
     """Fine-tune the pre-trained model with one method on the training prompts until the
     reward budget is spent, recording a held-out curve point every `evaluate.curve_every`
-    rounds; then evaluate it, and its drift from the base on the same evaluation noise."""
+    rounds; then evaluate it, with its drift and training-reward change from the base on the
+    same evaluation noise."""
     from graftbench.methods.loop import image_reward
 
     t0 = time.perf_counter()
