@@ -47,6 +47,8 @@ def with_change(change) -> dict:
          r"pgraft.intermediate_steps: 4 must lie in 1..pgraft.loop.num_steps - 1 = 3"),
         (lambda c: c.update(methods=["base", "rlhf"]), r"t2i.methods\[1\]: 'rlhf'"),
         (lambda c: c["evaluate"].update(curve_every=0), r"t2i.evaluate.curve_every: 0"),
+        (lambda c: c["evaluate"].update(train_samples_per_prompt=0),
+         r"t2i.evaluate.train_samples_per_prompt: 0 must be at least 1"),
         (lambda c: c.update(finetune_prompts=-1), r"t2i.finetune_prompts: -1 must be >= 0"),
         (lambda c: c["ddpo"].update(log_prob="max"), r"t2i.ddpo.log_prob: 'max'"),
         (lambda c: c["evaluate"].update(n_train_prompts=32),
