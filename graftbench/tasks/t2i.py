@@ -410,8 +410,8 @@ def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images:
         raise InputError(f"{base_images}: base images {base.shape} do not match this run's "
                          f"{images.shape}; rerun the base evaluation")  # fmt: skip
     ev["drift"] = float(np.sqrt(((images / 255 - base / 255) ** 2).mean()))
-    n_train = len(eval_prompts(cfg)["train"]) * cfg.evaluate.train_samples_per_prompt
-    ev.update(paired_change(scores, base_scores, n_train))
+    train_prompts, k_train = _evaluated(cfg)[1]
+    ev.update(paired_change(scores, base_scores, len(train_prompts) * k_train))
     ev["curve_reward"] = rows[-1]["curve_reward"]
     calls = 2 if _guided(model) else 1  # a guided evaluation is a conditional/unconditional pair
     metrics = run_record(rows, run, seed, n_i, flops_per_call(model), calls, t0, train_s, device)
