@@ -62,14 +62,20 @@ def main() -> None:
         print(f"reconstruction RMS per image, quantiles 50/90/99/100%: {[round(v, 4) for v in q]}")
         print(f"FID, training images themselves:          {score(x):8.2f}")
         print(f"FID, oracle (base of inverted noise):      {score(back):8.2f}")
-        print(f"FID, base from N(0, I):                    {score(solve_flow(model.velocity, eps, sigmas)[0]):8.2f}")  # fmt: skip
+        print(
+            f"FID, base from N(0, I):                    {score(solve_flow(model.velocity, eps, sigmas)[0]):8.2f}"
+        )
         for cs in args.corrector_steps:
             zc, _ = solve_flow(corrector.velocity, eps, flow_sigmas(cs))
             e = energy_distance(zc[: len(held)], held)
-            print(f"FID, base + corrector ({cs:3d} steps):       "
-                  f"{score(solve_flow(model.velocity, zc, sigmas)[0]):8.2f}   energy to held-out z {e:.4f}")  # fmt: skip
+            print(
+                f"FID, base + corrector ({cs:3d} steps):       "
+                f"{score(solve_flow(model.velocity, zc, sigmas)[0]):8.2f}   energy to held-out z {e:.4f}"
+            )
         fitted = z.mean(0) + z.std(0) * eps
-        print(f"FID, base + per-pixel Gaussian fit of z:   {score(solve_flow(model.velocity, fitted, sigmas)[0]):8.2f}")  # fmt: skip
+        print(
+            f"FID, base + per-pixel Gaussian fit of z:   {score(solve_flow(model.velocity, fitted, sigmas)[0]):8.2f}"
+        )
 
 
 if __name__ == "__main__":

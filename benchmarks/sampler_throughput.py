@@ -47,8 +47,14 @@ def suite_configs() -> dict[str, tuple[UNetConfig, int]]:
     so the two cannot drift apart, and a 1.1M-parameter 28x28 model (full-size MNIST)."""
     spec = yaml.safe_load((REPO / "tasks" / "unconditional.yaml").read_text())
     cpu = resolve({"profile": "cpu", "tasks": ["unconditional"], **spec}, "unconditional")
-    mnist28 = UNetConfig(sample_size=28, in_channels=1, block_out_channels=[32, 64, 64],
-                         layers_per_block=1, attention_levels=[2], norm_num_groups=8)  # fmt: skip
+    mnist28 = UNetConfig(
+        sample_size=28,
+        in_channels=1,
+        block_out_channels=[32, 64, 64],
+        layers_per_block=1,
+        attention_levels=[2],
+        norm_num_groups=8,
+    )
     return {"cpu-preset-16px": (cpu.model, cpu.sample.batch_size), "mnist-28px": (mnist28, 250)}
 
 
@@ -137,11 +143,15 @@ def throughput_rows(args, device, configs) -> list[Row]:
         net = build_unet(cfg).to(device).eval()
         shape = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
         t = torch.full((2,), 500.0, device=device)
-        flops = flops_per_sample(partial(plain_call, net, t=t), torch.zeros(2, *shape, device=device))  # fmt: skip
+        flops = flops_per_sample(
+            partial(plain_call, net, t=t), torch.zeros(2, *shape, device=device)
+        )
         g = torch.Generator(device=device).manual_seed(1)
         noise = torch.randn(batch, *shape, generator=g, device=device)
-        contenders = {"diffusers": partial(diffusers_loop, net, noise),
-                      "ours": partial(ours_loop, fresh_adapter(net).velocity, noise)}  # fmt: skip
+        contenders = {
+            "diffusers": partial(diffusers_loop, net, noise),
+            "ours": partial(ours_loop, fresh_adapter(net).velocity, noise),
+        }
         compile_s = None
         if args.compile:
             contenders["ours+compile"] = partial(ours_loop, CompiledVelocity(net, device), noise)
@@ -195,8 +205,14 @@ def ablation(args, device, configs) -> list[dict]:
         base = times[next(iter(times))]
         for k, ts in times.items():
             speedup = statistics.median(b / t for b, t in zip(base, ts, strict=True))
-            rows.append({"config": name, "variant": k, "s_per_nfe": statistics.median(ts),
-                         "speedup": speedup})  # fmt: skip
+            rows.append(
+                {
+                    "config": name,
+                    "variant": k,
+                    "s_per_nfe": statistics.median(ts),
+                    "speedup": speedup,
+                }
+            )
     return rows
 
 
@@ -208,7 +224,9 @@ def ablation_calls(net, x, s, device) -> dict[str, Callable[[], torch.Tensor]]:
         return partial(velocity_call, fresh_adapter(net, **speed), x, s, mode)
 
     calls = {
-        "textbook: net(x, t), NCHW, whole batch": partial(velocity_call, None, x, s, "no_grad", net),
+        "textbook: net(x, t), NCHW, whole batch": partial(
+            velocity_call, None, x, s, "no_grad", net
+        ),
         "adapter, no speed options": velocity(cpu_chunk_bytes=None),
         "chunks of 1 MiB": velocity(cpu_chunk_bytes=mib),
         "chunks of 4 MiB (default)": velocity(),
@@ -216,7 +234,7 @@ def ablation_calls(net, x, s, device) -> dict[str, Callable[[], torch.Tensor]]:
         "channels_last, no chunks": velocity(cpu_channels_last=True, cpu_chunk_bytes=None),
         "channels_last + chunks of 4 MiB": velocity(cpu_channels_last=True),
         "default + inference_mode": velocity("inference_mode"),
-    }  # fmt: skip
+    }
     if device.type == "cpu" and torch.get_num_threads() > 1:
         calls["default, 1 thread"] = velocity("1 thread")
     return calls
@@ -253,16 +271,22 @@ def summarise(row: Row, matmul: float) -> dict:
     for k, ts in row.times.items():
         med = statistics.median(ts)
         pairs = zip(row.times["diffusers"], ts, strict=True)
-        out[k] = {"sps": row.batch / med, "gflops": gflop / med, "util": gflop / med / matmul,
-                  "speedup": statistics.median(d / o for d, o in pairs)}  # fmt: skip
+        out[k] = {
+            "sps": row.batch / med,
+            "gflops": gflop / med,
+            "util": gflop / med / matmul,
+            "speedup": statistics.median(d / o for d, o in pairs),
+        }
     return out
 
 
 def report(args, device, rows, matmul, ablation_rows, load_before, wall) -> None:
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
-    print(f"\ndevice: {dev}; cores {os.cpu_count()}; torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads); load average before {load_before}, "
-          f"after {_load()}; wall {wall:.0f} s; repeats {args.repeats}")  # fmt: skip
+    print(
+        f"\ndevice: {dev}; cores {os.cpu_count()}; torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads); load average before {load_before}, "
+        f"after {_load()}; wall {wall:.0f} s; repeats {args.repeats}"
+    )
     print(f"matmul {args.matmul_size}x{args.matmul_size} float32: {matmul:.1f} GFLOP/s (median)\n")
     keys = list(rows[0].contenders)
     head = ["config", "params", "batch", "steps"]
@@ -286,11 +310,19 @@ def report(args, device, rows, matmul, ablation_rows, load_before, wall) -> None
             f = summarise(row, matmul)
             saved = (1 / f["ours"]["sps"] - 1 / f["ours+compile"]["sps"]) * row.batch / row.steps
             calls = f"{row.compile_s / saved:.0f}" if saved > 0 else "never"
-            print(f"\n{row.config}: torch.compile took {row.compile_s:.0f} s (with its first call); "
-                  f"repaid after {calls} network calls of batch {row.batch}")  # fmt: skip
-    bad = [(r.config, r.steps, k, d) for r in rows for k, d in r.max_abs_diff.items()
-           if not d <= args.atol]  # fmt: skip
-    print(f"\nall outputs within {args.atol:g} of the diffusers loop: {'NO ' + str(bad) if bad else 'yes'}")  # fmt: skip
+            print(
+                f"\n{row.config}: torch.compile took {row.compile_s:.0f} s (with its first call); "
+                f"repaid after {calls} network calls of batch {row.batch}"
+            )
+    bad = [
+        (r.config, r.steps, k, d)
+        for r in rows
+        for k, d in r.max_abs_diff.items()
+        if not d <= args.atol
+    ]
+    print(
+        f"\nall outputs within {args.atol:g} of the diffusers loop: {'NO ' + str(bad) if bad else 'yes'}"
+    )
     if ablation_rows:
         print(
             "\none network evaluation, sigma = 0.5 (speedup: median of paired ratios to the first row)\n"
@@ -315,8 +347,12 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="add ours on torch.compile(unet)")
     p.add_argument("--no-ablate", dest="ablate", action="store_false", help="skip section 3")
     p.add_argument("--configs", nargs="+", help="subset of: cpu-preset-16px mnist-28px")
-    p.add_argument("--atol", type=float, help="allowed max abs diff to diffusers (default "
-                   "1e-3 on cpu, 1e-2 on cuda, whose convolutions use TF32 by default)")  # fmt: skip
+    p.add_argument(
+        "--atol",
+        type=float,
+        help="allowed max abs diff to diffusers (default "
+        "1e-3 on cpu, 1e-2 on cuda, whose convolutions use TF32 by default)",
+    )
     args = p.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -38,32 +38,62 @@ from graftbench.models.text2image import Text2ImageNetwork  # noqa: E402
 from graftbench.sampling.diffusion import sample_diffusion  # noqa: E402
 from graftbench.t2i.tokenizer import write_clip_tokenizer  # noqa: E402
 
-PROMPTS = ["a red circle left of a blue square", "two green triangles", "a large yellow square",
-           "a small purple circle above a red triangle"]  # fmt: skip
+PROMPTS = [
+    "a red circle left of a blue square",
+    "two green triangles",
+    "a large yellow square",
+    "a small purple circle above a red triangle",
+]
 
 # SD 2.1-base (stabilityai/stable-diffusion-2-1-base) configs; the tiny size checks the script
 SIZES = {
     "sd21-base": dict(
-        image=512, tokens=77,
-        unet=dict(sample_size=64, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
-                  down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-                  up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-                  cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), norm_num_groups=32),
-        text=dict(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
-                  num_attention_heads=16, hidden_act="gelu", projection_dim=512),
+        image=512,
+        tokens=77,
+        unet=dict(
+            sample_size=64,
+            layers_per_block=2,
+            block_out_channels=(320, 640, 1280, 1280),
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+            cross_attention_dim=1024,
+            attention_head_dim=(5, 10, 20, 20),
+            norm_num_groups=32,
+        ),
+        text=dict(
+            vocab_size=49408,
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=23,
+            num_attention_heads=16,
+            hidden_act="gelu",
+            projection_dim=512,
+        ),
         vae=dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32),
     ),
     "tiny": dict(
-        image=16, tokens=16,
-        unet=dict(sample_size=8, layers_per_block=1, block_out_channels=(8, 16),
-                  down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                  up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16,
-                  attention_head_dim=2, norm_num_groups=4),
-        text=dict(vocab_size=None, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                  num_attention_heads=2),
+        image=16,
+        tokens=16,
+        unet=dict(
+            sample_size=8,
+            layers_per_block=1,
+            block_out_channels=(8, 16),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=16,
+            attention_head_dim=2,
+            norm_num_groups=4,
+        ),
+        text=dict(
+            vocab_size=None,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+        ),
         vae=dict(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4),
     ),
-}  # fmt: skip
+}
 
 
 def components(size: str):
@@ -74,20 +104,37 @@ def components(size: str):
         write_clip_tokenizer(tmp, model_max_length=s["tokens"])
         tokenizer = CLIPTokenizer.from_pretrained(tmp)
     text_kw = {**s["text"], "vocab_size": s["text"]["vocab_size"] or len(tokenizer)}
-    text = CLIPTextModel(CLIPTextConfig(**text_kw, max_position_embeddings=s["tokens"],
-                                        bos_token_id=tokenizer.bos_token_id,
-                                        eos_token_id=tokenizer.eos_token_id,
-                                        pad_token_id=tokenizer.pad_token_id))  # fmt: skip
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            **text_kw,
+            max_position_embeddings=s["tokens"],
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
     n = len(s["vae"]["block_out_channels"])
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
-                        up_block_types=("UpDecoderBlock2D",) * n, latent_channels=4,
-                        sample_size=s["image"], **s["vae"])  # fmt: skip
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        latent_channels=4,
+        sample_size=s["image"],
+        **s["vae"],
+    )
     unet = UNet2DConditionModel(
         in_channels=4, out_channels=4, use_linear_projection=True, **s["unet"]
     )
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-                              prediction_type="epsilon")  # fmt: skip
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type="epsilon",
+    )
     return unet, vae, text, tokenizer, scheduler
 
 
@@ -128,13 +175,22 @@ def main() -> None:
     dtype, dev = DTYPES[args.dtype], args.device
     if dev.startswith("cuda"):
         print(f"GPU: {torch.cuda.get_device_name()}")
-    print(f"torch {torch.__version__}; {args.size}, batch {args.batch}, {args.steps} DDIM steps, "
-          f"guidance {args.guidance}, {args.dtype}, {dev}")  # fmt: skip
+    print(
+        f"torch {torch.__version__}; {args.size}, batch {args.batch}, {args.steps} DDIM steps, "
+        f"guidance {args.guidance}, {args.dtype}, {dev}"
+    )
 
     unet, vae, text, tokenizer, scheduler = components(args.size)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False).to(dev, dtype)  # fmt: skip
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    ).to(dev, dtype)
     pipe.set_progress_bar_config(disable=True)
     cfg = StableDiffusionConfig(path="<in memory>", dtype=args.dtype, guidance_scale=args.guidance)
     network = Text2ImageNetwork(pipe.unet, pipe.text_encoder, pipe.vae).requires_grad_(False)
@@ -147,8 +203,14 @@ def main() -> None:
 
     @torch.no_grad()
     def run_pipe():
-        return pipe(prompts, latents=latents.to(dtype), num_inference_steps=args.steps,
-                    guidance_scale=args.guidance, eta=0.0, output_type="pt").images.float()  # fmt: skip
+        return pipe(
+            prompts,
+            latents=latents.to(dtype),
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            eta=0.0,
+            output_type="pt",
+        ).images.float()
 
     def sampler(model: StableDiffusionAdapter):
         """How the suite samples SD: guided DDIM in sample_diffusion, then the VAE decode."""
@@ -156,8 +218,13 @@ def main() -> None:
         @torch.no_grad()
         def run():
             cond = model.encode_condition(prompts)
-            traj = sample_diffusion(model.guided(cond), model.scheduler("ddim"), latents.clone(),
-                                    num_steps=args.steps, generator=torch.Generator(dev).manual_seed(0))  # fmt: skip
+            traj = sample_diffusion(
+                model.guided(cond),
+                model.scheduler("ddim"),
+                latents.clone(),
+                num_steps=args.steps,
+                generator=torch.Generator(dev).manual_seed(0),
+            )
             return model.decode(traj.sample)
 
         return run
@@ -183,8 +250,12 @@ def main() -> None:
         unet2 = UNet2DConditionModel.from_config(pipe.unet.config).to(dev, dtype)
         unet2.load_state_dict(pipe.unet.state_dict())
         speed_options(unet2, StableDiffusionConfig(channels_last=True, compile=True))
-        fast = StableDiffusionAdapter(Text2ImageNetwork(unet2, pipe.text_encoder, pipe.vae),
-                                      tokenizer, cfg, dict(scheduler.config))  # fmt: skip
+        fast = StableDiffusionAdapter(
+            Text2ImageNetwork(unet2, pipe.text_encoder, pipe.vae),
+            tokenizer,
+            cfg,
+            dict(scheduler.config),
+        )
 
         run_fast = sampler(fast)
         diffs["ours+compile"] = (run_fast() - reference).abs().max().item()
@@ -204,8 +275,10 @@ def main() -> None:
             times[name].append(time.perf_counter() - t0)
         peaks.append(matmul_flops(dev, dtype))
     peak = statistics.median(peaks)
-    print(f"matmul peak ({args.dtype}): {peak / 1e12:.2f} TFLOP/s; "
-          f"{flops_per_image / 1e12:.3f} TFLOP per image")  # fmt: skip
+    print(
+        f"matmul peak ({args.dtype}): {peak / 1e12:.2f} TFLOP/s; "
+        f"{flops_per_image / 1e12:.3f} TFLOP per image"
+    )
     print(
         f"{'sampler':<14} {'images/s':>9} {'vs diffusers':>13} {'FLOP util':>10} {'max |diff|':>11}"
     )

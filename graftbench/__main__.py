@@ -54,8 +54,10 @@ def cmd_prepare_data(args) -> None:
         from graftbench.tasks import molecule
 
         s = molecule.prepare_data(_task_config(args), Path(args.out))
-        print(f"{s['n_train']} training and {s['n_test']} test molecules ({s['source']}; "
-              f"{s['n_too_long']} too long for the model left out)")  # fmt: skip
+        print(
+            f"{s['n_train']} training and {s['n_test']} test molecules ({s['source']}; "
+            f"{s['n_too_long']} too long for the model left out)"
+        )
         return
     if args.task == "layout":
         from graftbench.tasks import layout
@@ -73,8 +75,9 @@ def cmd_train_features(args) -> None:
         from graftbench.tasks import layout_runs
 
         log = Path(args.log) if args.log else None
-        s = layout_runs.train_features(_task_config(args), Path(args.data), Path(args.out), log,
-                                       args.device)  # fmt: skip
+        s = layout_runs.train_features(
+            _task_config(args), Path(args.data), Path(args.out), log, args.device
+        )
         print(f"layout FID, training vs test layouts ({s['n']} each): {s['fid_train_vs_test']:.4f}")
         return
     from graftbench.tasks import unconditional
@@ -103,30 +106,38 @@ def cmd_pretrain(args) -> None:
 def _t2i_line(m: dict) -> str:
     acc = f" (accuracy {m['heldout_accuracy']:.3f})" if "heldout_accuracy" in m else ""  # a
     # scorer gives none
-    return (f"{m['run']} seed {m['seed']}: held-out reward {m['heldout_reward']:.3f}{acc}, "
-            "training-prompt reward "
-            f"{m['train_reward']:.3f}, {m['reward_queries']} reward queries, {m['wall_s']:.0f} s")  # fmt: skip
+    return (
+        f"{m['run']} seed {m['seed']}: held-out reward {m['heldout_reward']:.3f}{acc}, "
+        "training-prompt reward "
+        f"{m['train_reward']:.3f}, {m['reward_queries']} reward queries, {m['wall_s']:.0f} s"
+    )
 
 
 def _layout_line(m: dict) -> str:
-    return (f"{m['run']} seed {m['seed']}: held-out reward {m['heldout_reward']:.3f} "
-            f"(alignment {m['heldout_alignment']:.4f}, overlap {m['heldout_overlap']:.4f}, "
-            f"max IoU {m['max_iou']:.3f}, FID {m['fid']:.3f}), training reward "
-            f"{m['train_reward']:.3f}, {m['reward_queries']} reward queries, {m['wall_s']:.0f} s")  # fmt: skip
+    return (
+        f"{m['run']} seed {m['seed']}: held-out reward {m['heldout_reward']:.3f} "
+        f"(alignment {m['heldout_alignment']:.4f}, overlap {m['heldout_overlap']:.4f}, "
+        f"max IoU {m['max_iou']:.3f}, FID {m['fid']:.3f}), training reward "
+        f"{m['train_reward']:.3f}, {m['reward_queries']} reward queries, {m['wall_s']:.0f} s"
+    )
 
 
 def _layout_inputs(args) -> tuple[Path, Path]:
     if not (args.data and args.features):
-        raise ConfigError("--data and --features: the layout task evaluates against "
-                          "prepare-data's folder with train-features' network")  # fmt: skip
+        raise ConfigError(
+            "--data and --features: the layout task evaluates against "
+            "prepare-data's folder with train-features' network"
+        )
     return Path(args.data), Path(args.features)
 
 
 def _molecule_line(m: dict) -> str:
     fcd = f", FCD {m['fcd']:.2f}" if "fcd" in m else ""
-    return (f"{m['run']} seed {m['seed']}: reward {m['reward']:.3f} (validity "
-            f"{m['validity']:.3f}, uniqueness {m['uniqueness']:.3f}, novelty {m['novelty']:.3f}"
-            f"{fcd}), {m['reward_queries']} reward queries, {m['wall_s']:.0f} s")  # fmt: skip
+    return (
+        f"{m['run']} seed {m['seed']}: reward {m['reward']:.3f} (validity "
+        f"{m['validity']:.3f}, uniqueness {m['uniqueness']:.3f}, novelty {m['novelty']:.3f}"
+        f"{fcd}), {m['reward_queries']} reward queries, {m['wall_s']:.0f} s"
+    )
 
 
 def _finetuning_task(args) -> None:
@@ -141,21 +152,34 @@ def cmd_evaluate_model(args) -> None:
     if args.task == "molecule":
         from graftbench.tasks import molecule_runs
 
-        m = molecule_runs.evaluate_base(_task_config(args), Path(args.model), Path(args.data),
-                                        args.seed, Path(args.out), args.device)  # fmt: skip
+        m = molecule_runs.evaluate_base(
+            _task_config(args),
+            Path(args.model),
+            Path(args.data),
+            args.seed,
+            Path(args.out),
+            args.device,
+        )
         print(_molecule_line(m))
         return
     if args.task == "layout":
         from graftbench.tasks import layout_runs
 
-        m = layout_runs.evaluate_base(_task_config(args), Path(args.model), *_layout_inputs(args),
-                                      args.seed, Path(args.out), args.device)  # fmt: skip
+        m = layout_runs.evaluate_base(
+            _task_config(args),
+            Path(args.model),
+            *_layout_inputs(args),
+            args.seed,
+            Path(args.out),
+            args.device,
+        )
         print(_layout_line(m))
         return
     from graftbench.tasks import t2i
 
-    m = t2i.evaluate_base(_task_config(args), Path(args.model), args.seed, Path(args.out),
-                          args.device)  # fmt: skip
+    m = t2i.evaluate_base(
+        _task_config(args), Path(args.model), args.seed, Path(args.out), args.device
+    )
     print(_t2i_line(m))
 
 
@@ -168,25 +192,46 @@ def cmd_finetune(args) -> None:
     if args.task == "molecule":
         from graftbench.tasks import molecule_runs
 
-        m = molecule_runs.finetune(_task_config(args), Path(args.model), Path(args.data),
-                                   args.run, args.seed, Path(args.base_images), Path(args.out),
-                                   args.device)  # fmt: skip
+        m = molecule_runs.finetune(
+            _task_config(args),
+            Path(args.model),
+            Path(args.data),
+            args.run,
+            args.seed,
+            Path(args.base_images),
+            Path(args.out),
+            args.device,
+        )
         if m:
             print(_molecule_line(m))
         return
     if args.task == "layout":
         from graftbench.tasks import layout_runs
 
-        m = layout_runs.finetune(_task_config(args), Path(args.model), *_layout_inputs(args),
-                                 args.run, args.seed, Path(args.base_images), Path(args.out),
-                                 args.device)  # fmt: skip
+        m = layout_runs.finetune(
+            _task_config(args),
+            Path(args.model),
+            *_layout_inputs(args),
+            args.run,
+            args.seed,
+            Path(args.base_images),
+            Path(args.out),
+            args.device,
+        )
         if m:
             print(_layout_line(m))
         return
     from graftbench.tasks import t2i
 
-    m = t2i.finetune(_task_config(args), Path(args.model), args.run, args.seed,
-                     Path(args.base_images), Path(args.out), args.device)  # fmt: skip
+    m = t2i.finetune(
+        _task_config(args),
+        Path(args.model),
+        args.run,
+        args.seed,
+        Path(args.base_images),
+        Path(args.out),
+        args.device,
+    )
     if m:
         print(_t2i_line(m))
 
@@ -197,32 +242,56 @@ def cmd_sample(args) -> None:
     if (args.corrector is None) != (args.corrector_steps == 0):
         raise ConfigError("--corrector and --corrector-steps (> 0) go together")
     corrector = Path(args.corrector) if args.corrector else None
-    m = unconditional.sample(_task_config(args), Path(args.model), args.steps, args.seed,
-                             Path(args.out), args.device, corrector, args.corrector_steps)  # fmt: skip
-    print(f"sampled {m['n_samples']} images, {m['steps']} steps "
-          f"(+ {m['corrector_steps']} corrector steps), seed {m['seed']}: "
-          f"{m['flops_per_image']:.3e} FLOPs/image, {m['wall_s']:.1f} s")  # fmt: skip
+    m = unconditional.sample(
+        _task_config(args),
+        Path(args.model),
+        args.steps,
+        args.seed,
+        Path(args.out),
+        args.device,
+        corrector,
+        args.corrector_steps,
+    )
+    print(
+        f"sampled {m['n_samples']} images, {m['steps']} steps "
+        f"(+ {m['corrector_steps']} corrector steps), seed {m['seed']}: "
+        f"{m['flops_per_image']:.3e} FLOPs/image, {m['wall_s']:.1f} s"
+    )
 
 
 def cmd_invert(args) -> None:
     from graftbench.tasks import unconditional_inc
 
-    s = unconditional_inc.invert(_task_config(args), Path(args.data), Path(args.model),
-                                 args.steps, Path(args.out), args.device)  # fmt: skip
-    print(f"inverted {s['n_images']} images through {s['steps']} Euler steps: "
-          f"{s['nfe_per_image']:.1f} NFE/image, reconstruction RMS {s['recon_rms']:.4f}, "
-          f"energy distance to N(0, I) {s['diagnostics']['energy_before']:.4f}")  # fmt: skip
+    s = unconditional_inc.invert(
+        _task_config(args),
+        Path(args.data),
+        Path(args.model),
+        args.steps,
+        Path(args.out),
+        args.device,
+    )
+    print(
+        f"inverted {s['n_images']} images through {s['steps']} Euler steps: "
+        f"{s['nfe_per_image']:.1f} NFE/image, reconstruction RMS {s['recon_rms']:.4f}, "
+        f"energy distance to N(0, I) {s['diagnostics']['energy_before']:.4f}"
+    )
 
 
 def cmd_train_corrector(args) -> None:
     from graftbench.tasks import unconditional_inc
 
-    s = unconditional_inc.train_corrector(_task_config(args), Path(args.noise), Path(args.out),
-                                          Path(args.log) if args.log else None,
-                                          args.device)  # fmt: skip
+    s = unconditional_inc.train_corrector(
+        _task_config(args),
+        Path(args.noise),
+        Path(args.out),
+        Path(args.log) if args.log else None,
+        args.device,
+    )
     for steps, d in s["diagnostics"].items():
-        print(f"corrector, {steps} steps: energy distance to held-out inverted noise "
-              f"{d['energy_after']:.4f} (N(0, I): {d['energy_before']:.4f})")  # fmt: skip
+        print(
+            f"corrector, {steps} steps: energy distance to held-out inverted noise "
+            f"{d['energy_after']:.4f} (N(0, I): {d['energy_before']:.4f})"
+        )
 
 
 def cmd_evaluate(args) -> None:
@@ -245,8 +314,9 @@ def cmd_aggregate(args) -> None:
             raise ConfigError(
                 f"--figure: {args.task} takes three: reward-vs-queries, pgraft-vs-N_I, samples"
             )
-        module = {"t2i": t2i_aggregate, "layout": layout_aggregate,
-                  "molecule": molecule_aggregate}[args.task]  # fmt: skip
+        module = {"t2i": t2i_aggregate, "layout": layout_aggregate, "molecule": molecule_aggregate}[
+            args.task
+        ]
         module.aggregate(Path(args.results), Path(args.table), figures, args.profile)
         return
     module = {"unconditional": unconditional, "inc": unconditional_inc}[args.task]
@@ -274,9 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def task_args(v):
         v.add_argument(
-            "--task", default="unconditional",
+            "--task",
+            default="unconditional",
             choices=["unconditional", "t2i", "layout", "molecule"],
-        )  # fmt: skip
+        )
         v.add_argument(
             "--config", required=True, help="task config: inline JSON or a JSON/YAML file"
         )
@@ -323,9 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="corrector .pt (a .json summary beside it)")
     v.add_argument("--log")
     v.add_argument("--device", default="cpu")
-    v = verb("evaluate-model", cmd_evaluate_model,
-             "t2i, layout, molecule: evaluate the pre-trained model as fine-tuned ones are "
-             "(the base run)")  # fmt: skip
+    v = verb(
+        "evaluate-model",
+        cmd_evaluate_model,
+        "t2i, layout, molecule: evaluate the pre-trained model as fine-tuned ones are "
+        "(the base run)",
+    )
     task_args(v)
     v.add_argument("--model", required=True, help="pretrain's --out")
     v.add_argument("--data", help="layout, molecule: prepare-data's folder")
@@ -333,18 +407,25 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, required=True)
     v.add_argument("--out", required=True, help="run folder")
     v.add_argument("--device", default="cpu")
-    v = verb("finetune", cmd_finetune,
-             "t2i, layout, molecule: fine-tune with one method, then evaluate")  # fmt: skip
+    v = verb(
+        "finetune", cmd_finetune, "t2i, layout, molecule: fine-tune with one method, then evaluate"
+    )
     task_args(v)
     v.add_argument("--model", required=True, help="pretrain's --out")
     v.add_argument("--data", help="layout, molecule: prepare-data's folder")
     v.add_argument("--features", help="layout: train-features' network")
-    v.add_argument("--run", required=True,
-                   help="graft, graft_<variant> (threshold, dedup), ddpo or pgraft<N_I>")  # fmt: skip
+    v.add_argument(
+        "--run",
+        required=True,
+        help="graft, graft_<variant> (threshold, dedup), ddpo or pgraft<N_I>",
+    )
     v.add_argument("--seed", type=int, required=True)
-    v.add_argument("--base-images", required=True,
-                   help="the base run's images.npz (t2i), boxes.npz (layout) or tokens.npz "
-                        "(molecule), for drift")  # fmt: skip
+    v.add_argument(
+        "--base-images",
+        required=True,
+        help="the base run's images.npz (t2i), boxes.npz (layout) or tokens.npz "
+        "(molecule), for drift",
+    )
     v.add_argument("--out", required=True, help="run folder")
     v.add_argument("--device", default="cpu")
     v = verb(
@@ -359,13 +440,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="eval.json to write")
     v.add_argument("--device", default="cpu")
     v = verb("aggregate", cmd_aggregate, "tables and figures of a task from its run records")
-    v.add_argument("--task", default="unconditional",
-                   choices=["unconditional", "inc", "t2i", "layout", "molecule"],
-                   help="inc: the inverse-noise-correction table of the unconditional task")  # fmt: skip
+    v.add_argument(
+        "--task",
+        default="unconditional",
+        choices=["unconditional", "inc", "t2i", "layout", "molecule"],
+        help="inc: the inverse-noise-correction table of the unconditional task",
+    )
     v.add_argument("--results", required=True, help="results/{profile}/{task}")
     v.add_argument("--table", required=True, help="CSV to write (the .md goes beside it)")
-    v.add_argument("--figure", required=True, action="append",
-                   help="figure to write (t2i: three, reward-vs-queries, pgraft-vs-N_I, samples)")  # fmt: skip
+    v.add_argument(
+        "--figure",
+        required=True,
+        action="append",
+        help="figure to write (t2i: three, reward-vs-queries, pgraft-vs-N_I, samples)",
+    )
     v.add_argument("--profile", required=True)
     v = verb("summary", cmd_summary, "print a profile's tables in the terminal")
     v.add_argument("--results", default="results", help="results root (config key `results`)")

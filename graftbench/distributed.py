@@ -97,8 +97,9 @@ def average_gradients(params: Sequence[torch.nn.Parameter]) -> None:
         return
     params = list(params)
     # on the parameters' device: an NCCL-only process group refuses CPU tensors
-    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32,
-                       device=params[0].device)  # fmt: skip
+    has = torch.tensor(
+        [p.grad is not None for p in params], dtype=torch.int32, device=params[0].device
+    )
     dist.all_reduce(has, op=dist.ReduceOp.MAX)
     live = [p for p, h in zip(params, has.tolist(), strict=True) if h]
     for p in live:

@@ -27,8 +27,10 @@ def check_sample_folder(folder: str | Path) -> int:
     first = open_image(files[0]).size
     for f in files[1:]:
         if (size := open_image(f).size) != first:
-            raise InputError(f"{f}: {size[0]}x{size[1]}, but {files[0].name} is "
-                             f"{first[0]}x{first[1]}; the samples of a folder share one size")  # fmt: skip
+            raise InputError(
+                f"{f}: {size[0]}x{size[1]}, but {files[0].name} is "
+                f"{first[0]}x{first[1]}; the samples of a folder share one size"
+            )
     conditions = folder.parent / "conditions.jsonl"
     if conditions.exists():
         rows = 0
@@ -45,13 +47,23 @@ def check_sample_folder(folder: str | Path) -> int:
     return len(files)
 
 
-def evaluate_fid(samples: str | Path, reference: str | Path, backends: list[str], device: str,
-                 feature_net: str | None = None) -> dict:  # fmt: skip
+def evaluate_fid(
+    samples: str | Path,
+    reference: str | Path,
+    backends: list[str],
+    device: str,
+    feature_net: str | None = None,
+) -> dict:
     """FID of `samples` against `reference` under each back-end -> a metrics dict."""
     n = check_sample_folder(samples)
     n_ref = check_sample_folder(reference)
-    out = {"n_samples": n, "n_reference": n_ref, "reference": str(reference), "fid": {},
-           "versions": records.versions()}  # fmt: skip
+    out = {
+        "n_samples": n,
+        "n_reference": n_ref,
+        "reference": str(reference),
+        "fid": {},
+        "versions": records.versions(),
+    }
     for name in backends:
         t0 = time.perf_counter()
         backend = fidlib.load_backend(name, device, feature_net)

@@ -9,8 +9,14 @@ import torch
 from graftbench.paths import ddpm_pair
 
 
-def denoising_loss(model, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator,
-                   t_min: int = 0, anchor: tuple | None = None):  # fmt: skip
+def denoising_loss(
+    model,
+    x0: torch.Tensor,
+    cond: torch.Tensor,
+    generator: torch.Generator,
+    t_min: int = 0,
+    anchor: tuple | None = None,
+):
     """Squared error of model.denoise over t ~ U{t_min, ..., T-1} and Gaussian noise, averaged
     per sample, Min-SNR weighted if model.cfg.min_snr_gamma is set, then averaged over the
     batch: the loss of pre-training and of GRAFT's fine-tuning alike. model: any adapter with

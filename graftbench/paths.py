@@ -18,8 +18,13 @@ class PathSample:
     target: torch.Tensor
 
 
-def ddpm_pair(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
-              alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon") -> PathSample:  # fmt: skip
+def ddpm_pair(
+    x0: torch.Tensor,
+    noise: torch.Tensor,
+    t: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    prediction_type: str = "epsilon",
+) -> PathSample:
     """The DDPM training pair at integer timesteps t (batch,), for data x0 (batch, ...):
         x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps      (Ho et al. 2020, eq. 4),
     target eps, or v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (Salimans & Ho 2022, sec. 4),
@@ -57,8 +62,14 @@ def sample_sigma(batch: int, generator: torch.Generator, kind: str = "uniform") 
     )
 
 
-def ddpm_from_intermediate(x_i: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, t_i: torch.Tensor,
-                           alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon") -> PathSample:  # fmt: skip
+def ddpm_from_intermediate(
+    x_i: torch.Tensor,
+    noise: torch.Tensor,
+    t: torch.Tensor,
+    t_i: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    prediction_type: str = "epsilon",
+) -> PathSample:
     """P-GRAFT's training pair for a DDPM-family model, with the intermediate state x_I as data.
 
     P-GRAFT fine-tunes only t in (t_I, T] on accepted states x_I = x_{t_I}. The forward

@@ -23,8 +23,17 @@ import torch
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-VERSIONED_PACKAGES = ("torch", "diffusers", "transformers", "clean-fid", "numpy", "rdkit", "fcd-torch",
-                      "selfies", "graftbench")  # fmt: skip
+VERSIONED_PACKAGES = (
+    "torch",
+    "diffusers",
+    "transformers",
+    "clean-fid",
+    "numpy",
+    "rdkit",
+    "fcd-torch",
+    "selfies",
+    "graftbench",
+)
 
 
 @contextmanager

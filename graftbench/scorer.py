@@ -40,8 +40,13 @@ class ScorerError(RuntimeError):
 class ScorerProcess:
     """A running external scorer; use as a context manager, or call `close()`."""
 
-    def __init__(self, command: Sequence[str], log: str | Path, workdir: str | Path | None = None,
-                 env: dict[str, str] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        command: Sequence[str],
+        log: str | Path,
+        workdir: str | Path | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.command = list(command)
         self.log_path = Path(log)
         self._workdir = Path(workdir) if workdir else None
@@ -50,9 +55,14 @@ class ScorerProcess:
         self._log = self.log_path.open("w")
         try:
             self._proc = subprocess.Popen(
-                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                text=True, bufsize=1, env=env,
-            )  # fmt: skip
+                self.command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._log,
+                text=True,
+                bufsize=1,
+                env=env,
+            )
         except OSError as err:
             self._log.close()
             raise ScorerError(f"scorer command {self.command[0]!r} cannot start: {err}") from err

@@ -45,8 +45,10 @@ class SuiteConfig:
         if self.gpus_per_job == 1:
             return f"{python} -m graftbench"
         # `--` ends torchrun's options: its parser would take our --run for its --run-path
-        return (f"{python} -m torch.distributed.run --standalone --nproc-per-node "
-                f"{self.gpus_per_job} -m -- graftbench")  # fmt: skip
+        return (
+            f"{python} -m torch.distributed.run --standalone --nproc-per-node "
+            f"{self.gpus_per_job} -m -- graftbench"
+        )
 
     def finetune_gpus(self) -> int:
         """The `gpu` resource of a fine-tuning job: its ranks, none on the CPU."""
@@ -60,8 +62,12 @@ def task_configs() -> dict[str, type]:
     from graftbench.tasks.t2i import T2IConfig
     from graftbench.tasks.unconditional import UnconditionalConfig
 
-    return {"unconditional": UnconditionalConfig, "t2i": T2IConfig, "layout": LayoutConfig,
-            "molecule": MoleculeConfig}  # fmt: skip
+    return {
+        "unconditional": UnconditionalConfig,
+        "t2i": T2IConfig,
+        "layout": LayoutConfig,
+        "molecule": MoleculeConfig,
+    }
 
 
 def suite(config: dict) -> SuiteConfig:
@@ -80,8 +86,10 @@ def suite(config: dict) -> SuiteConfig:
     if cfg.gpus_per_job < 1:
         raise ConfigError(f"gpus_per_job: {cfg.gpus_per_job} must be at least 1")
     if cfg.gpus_per_job > 1 and cfg.device != "cuda":
-        raise ConfigError(f"gpus_per_job: {cfg.gpus_per_job} ranks need device: cuda (each rank "
-                          f"takes its own GPU), not {cfg.device!r}")  # fmt: skip
+        raise ConfigError(
+            f"gpus_per_job: {cfg.gpus_per_job} ranks need device: cuda (each rank "
+            f"takes its own GPU), not {cfg.device!r}"
+        )
     for t in cfg.tasks:
         if t not in task_configs():
             raise ConfigError(

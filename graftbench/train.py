@@ -85,15 +85,26 @@ def fit(
         _ema_update(ema, network, cfg.ema_decay if step >= cfg.warmup else 0.0)
         done = step + 1
         if log and (done % 50 == 0 or done == cfg.steps):
-            records.append_jsonl(log, {"step": done, "loss": loss.item(), "lr": sched.get_last_lr()[0],
-                                       "elapsed_s": time.time() - t0})  # fmt: skip
+            records.append_jsonl(
+                log,
+                {
+                    "step": done,
+                    "loss": loss.item(),
+                    "lr": sched.get_last_lr()[0],
+                    "elapsed_s": time.time() - t0,
+                },
+            )
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
             # load_checkpoint maps these to the CPU; load_state_dict moves them back
             state = {
-                "model": network.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "generator": g.get_state(),
-                "torch_rng": torch.get_rng_state(), "step": done,
-            }  # fmt: skip
+                "model": network.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "generator": g.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "step": done,
+            }
             if device.type == "cuda":
                 state["cuda_rng"] = torch.cuda.get_rng_state(device)
             records.save_checkpoint(partial, state, config)
@@ -102,8 +113,9 @@ def fit(
     weights = ema.state_dict()
     for k, v in weights.items():
         weights[k] = v.cpu()
-    records.save_checkpoint(out, {"model": weights, "steps": cfg.steps, "device": str(device)},
-                            config)  # fmt: skip
+    records.save_checkpoint(
+        out, {"model": weights, "steps": cfg.steps, "device": str(device)}, config
+    )
     partial.unlink(missing_ok=True)
     return ema
 

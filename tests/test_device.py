@@ -20,8 +20,20 @@ from graftbench.spec import resolve
 from tests.conftest import tiny_unconditional, workflow_config
 from tests.test_train import crash_at
 
-SMILES = ["CCO", "c1ccccc1", "CC(=O)O", "CCN", "CC(C)O", "C1CCCCC1", "CC#N", "COC", "CC=O",
-          "c1ccncc1", "OC(=O)CN", "CCCl"]  # fmt: skip
+SMILES = [
+    "CCO",
+    "c1ccccc1",
+    "CC(=O)O",
+    "CCN",
+    "CC(C)O",
+    "C1CCCCC1",
+    "CC#N",
+    "COC",
+    "CC=O",
+    "c1ccncc1",
+    "OC(=O)CN",
+    "CCCl",
+]
 
 
 def tiny(task: str) -> dict:
@@ -107,14 +119,18 @@ def test_device_cpu_inverts_and_trains_the_corrector_as_the_default(prepared, tm
     c, data = prepared("unconditional")
     model = tmp_path / "model.pt"
     assert main(["pretrain", "--config", c, "--data", str(data), "--out", str(model)]) == 0
-    a, b = run_twice(["invert", "--config", c, "--data", str(data), "--model", str(model),
-                      "--steps", "2"], tmp_path / "noise.pt")  # fmt: skip
+    a, b = run_twice(
+        ["invert", "--config", c, "--data", str(data), "--model", str(model), "--steps", "2"],
+        tmp_path / "noise.pt",
+    )
     assert a["noise"].shape[0] == 20 and torch.equal(a["noise"], b["noise"])
     summary = records.read_json(tmp_path / "cpu_noise.json")
     default = records.read_json(tmp_path / "default_noise.json")
     assert summary["device"] == "cpu" and summary["diagnostics"] == default["diagnostics"]
-    a, b = run_twice(["train-corrector", "--config", c, "--noise", str(tmp_path / "cpu_noise.pt")],
-                     tmp_path / "corrector.pt")  # fmt: skip
+    a, b = run_twice(
+        ["train-corrector", "--config", c, "--noise", str(tmp_path / "cpu_noise.pt")],
+        tmp_path / "corrector.pt",
+    )
     assert_same_weights(a, b)
     assert records.read_json(tmp_path / "cpu_corrector.json")["device"] == "cpu"
 
@@ -136,8 +152,21 @@ def test_unconditional_trains_on_cuda_and_loads_on_cpu(prepared, tmp_path):
     assert main(["pretrain", *args, "--out", str(model), *cuda]) == 0
     invert = ["invert", *args, "--model", str(model), "--steps", "2", "--out", str(noise)]
     assert main([*invert, *cuda]) == 0
-    assert main(["train-corrector", "--config", c, "--noise", str(noise),
-                 "--out", str(tmp_path / "corrector.pt"), *cuda]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train-corrector",
+                "--config",
+                c,
+                "--noise",
+                str(noise),
+                "--out",
+                str(tmp_path / "corrector.pt"),
+                *cuda,
+            ]
+        )
+        == 0
+    )
     for name in ("features.pt", "model.pt", "corrector.pt"):
         # no map_location: a CUDA tensor in the file would fail to load on a CPU-only machine
         ckpt = torch.load(tmp_path / name, map_location=None, weights_only=False)
@@ -159,8 +188,24 @@ def test_pretrain_on_cuda_loads_on_cpu(prepared, tmp_path, task):
         args += ["--data", str(data)]
     assert main([*args, "--device", "cuda"]) == 0
     if task == "layout":
-        assert main(["train-features", "--task", task, "--config", c, "--data", str(data),
-                     "--out", str(tmp_path / "features.pt"), "--device", "cuda"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "train-features",
+                    "--task",
+                    task,
+                    "--config",
+                    c,
+                    "--data",
+                    str(data),
+                    "--out",
+                    str(tmp_path / "features.pt"),
+                    "--device",
+                    "cuda",
+                ]
+            )
+            == 0
+        )
     ckpt = torch.load(tmp_path / "model.pt", map_location=None, weights_only=False)
     assert ckpt["device"].startswith("cuda")
     assert all(v.device.type == "cpu" for v in ckpt["model"].values())
@@ -172,13 +217,15 @@ def test_fit_resumes_on_cuda_as_an_unbroken_run(tmp_path):
     the same masks after a resume."""
     from graftbench.train import TrainConfig, fit
 
-    cfg = TrainConfig(steps=8, batch_size=4, lr=1e-2, warmup=2, ema_decay=0.9,
-                      checkpoint_every=3, seed=3)  # fmt: skip
+    cfg = TrainConfig(
+        steps=8, batch_size=4, lr=1e-2, warmup=2, ema_decay=0.9, checkpoint_every=3, seed=3
+    )
 
     def make():
         torch.manual_seed(0)
-        net = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.Dropout(0.5),
-                                  torch.nn.Linear(64, 1)).cuda()  # fmt: skip
+        net = torch.nn.Sequential(
+            torch.nn.Linear(3, 64), torch.nn.Dropout(0.5), torch.nn.Linear(64, 1)
+        ).cuda()
         target = torch.randn(100, 3)
 
         def loss(step, g):

@@ -44,8 +44,17 @@ def build(name: str):
         sel = SelectionConfig(rule="top_k", k=4)
         return Graft(Toy(), GraftConfig(loop=LOOP, selection=sel, optim=OPTIM, epochs=2))
     # per-prompt advantages with a window the ranks fill separately: a resume must restore it
-    return DDPO(Toy(), DDPOConfig(loop=LOOP, optim=OPTIM, inner_epochs=2, clip_range=0.2,
-                                  stat_buffer=16, stat_min_count=16))  # fmt: skip
+    return DDPO(
+        Toy(),
+        DDPOConfig(
+            loop=LOOP,
+            optim=OPTIM,
+            inner_epochs=2,
+            clip_range=0.2,
+            stat_buffer=16,
+            stat_min_count=16,
+        ),
+    )
 
 
 def reward(x, conds):
@@ -92,9 +101,17 @@ def _runs(rank: int, out: str, name: str) -> dict:
         return {"curve_reward": 0.0}
 
     whole = build(name)
-    result["rows"] = run(whole, CONDITIONS, spy, LOOP, model_input=model_input,
-                         log=f"{out}/log{rank}.jsonl", on_round=on_round,
-                         checkpoint=f"{out}/whole.partial", checkpoint_every_s=0)  # fmt: skip
+    result["rows"] = run(
+        whole,
+        CONDITIONS,
+        spy,
+        LOOP,
+        model_input=model_input,
+        log=f"{out}/log{rank}.jsonl",
+        on_round=on_round,
+        checkpoint=f"{out}/whole.partial",
+        checkpoint_every_s=0,
+    )
     result |= {"params": params(whole), "scored": scored, "curve_rounds": curve_rounds}
 
     calls = []
@@ -105,8 +122,7 @@ def _runs(rank: int, out: str, name: str) -> dict:
         calls.append(len(conds))
         return reward(x, conds)
 
-    kwargs = dict(model_input=model_input, checkpoint=f"{out}/killed.partial",
-                  checkpoint_every_s=0)  # fmt: skip
+    kwargs = dict(model_input=model_input, checkpoint=f"{out}/killed.partial", checkpoint_every_s=0)
     try:
         run(build(name), CONDITIONS, killed, LOOP, **kwargs)
     except KeyboardInterrupt:
@@ -186,8 +202,9 @@ def test_only_rank_zero_logs_evaluates_and_checkpoints(runs):
     state = records.load_checkpoint(out / "whole.partial")
     assert state["config"]["world_size"] == 2 and len(state["ranks"]) == 2
     # each rank's own sampler state: the ranks drew different noise
-    assert not torch.equal(state["ranks"][0]["sample_generator"],
-                           state["ranks"][1]["sample_generator"])  # fmt: skip
+    assert not torch.equal(
+        state["ranks"][0]["sample_generator"], state["ranks"][1]["sample_generator"]
+    )
 
 
 def test_a_killed_two_rank_run_resumes_to_the_uninterrupted_result(runs):
@@ -207,16 +224,23 @@ def test_a_killed_two_rank_run_resumes_to_the_uninterrupted_result(runs):
         scored.append(len(conds))
         return reward(x, conds)
 
-    run(build(name), CONDITIONS, counted, LOOP, model_input=model_input,
-        checkpoint=out / "whole.partial")  # fmt: skip
+    run(
+        build(name),
+        CONDITIONS,
+        counted,
+        LOOP,
+        model_input=model_input,
+        checkpoint=out / "whole.partial",
+    )
     assert scored == [32, 32, 16]
 
 
 def test_prompts_per_round_and_the_budget_must_split_across_ranks(runs):
     _, _, ranks = runs
     for r in ranks:
-        assert r["error"].startswith("loop.prompts_per_round: 3 must be a multiple of the world "
-                                     "size (2 ranks)")  # fmt: skip
+        assert r["error"].startswith(
+            "loop.prompts_per_round: 3 must be a multiple of the world size (2 ranks)"
+        )
     method = build("graft")
     with pytest.raises(ConfigError, match="loop.reward_budget: 72 must be a multiple of "):
         check_ranks(method, dataclasses.replace(LOOP, reward_budget=72), 2)
@@ -246,16 +270,45 @@ def test_torchrun_finetune_verb_on_two_cpu_ranks(tmp_path):
     common = ["--task", "t2i", "--config", str(tmp_path / "cfg.json")]
     model = str(tmp_path / "model.pt")
     assert main(["pretrain", *common, "--out", model]) == 0
-    assert main(["evaluate-model", *common, "--model", model, "--seed", "0",
-                 "--out", str(tmp_path / "base")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate-model",
+                *common,
+                "--model",
+                model,
+                "--seed",
+                "0",
+                "--out",
+                str(tmp_path / "base"),
+            ]
+        )
+        == 0
+    )
     launch = SuiteConfig(gpus_per_job=2).finetune_command(sys.executable).split()
     out = tmp_path / "graft"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run_ = subprocess.run(
-        [*launch, "finetune", *common, "--model", model, "--run", "graft", "--seed", "0",
-         "--base-images", str(tmp_path / "base/images.npz"), "--out", str(out)],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+        [
+            *launch,
+            "finetune",
+            *common,
+            "--model",
+            model,
+            "--run",
+            "graft",
+            "--seed",
+            "0",
+            "--base-images",
+            str(tmp_path / "base/images.npz"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert run_.returncode == 0, run_.stderr[-3000:]
     assert run_.stdout.count("graft seed 0: held-out reward") == 1  # rank 0 only
     m = records.read_json(out / "metrics.json")

@@ -60,9 +60,12 @@ class _MLP(torch.nn.Module):
     def __init__(self, hidden=64):
         super().__init__()
         self.net = torch.nn.Sequential(
-            torch.nn.Linear(3, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, hidden),
-            torch.nn.SiLU(), torch.nn.Linear(hidden, 2),
-        )  # fmt: skip
+            torch.nn.Linear(3, hidden),
+            torch.nn.SiLU(),
+            torch.nn.Linear(hidden, hidden),
+            torch.nn.SiLU(),
+            torch.nn.Linear(hidden, 2),
+        )
 
     def forward(self, x, t):  # t in diffusers' flow units, 1000 * sigma
         return self.net(torch.cat([x, (t / 1000).to(x.dtype)[:, None]], 1))
@@ -79,18 +82,31 @@ def test_exact_velocity_reproduces_the_data_law():
 def test_inc_moves_a_biased_model_towards_the_data_law():
     # The "pre-trained" velocity is exact for the wrong law (a learning error), and 4 Euler
     # steps add a discretisation error; INC sees only data samples and that velocity.
-    base = _gaussian_velocity(torch.tensor([0.4, 0.3], dtype=torch.float64),
-                              torch.tensor([0.9, 0.8], dtype=torch.float64))  # fmt: skip
+    base = _gaussian_velocity(
+        torch.tensor([0.4, 0.3], dtype=torch.float64), torch.tensor([0.9, 0.8], dtype=torch.float64)
+    )
     sigmas = flow_sigmas(4).double()
     g = torch.Generator().manual_seed(1)
-    inverted = invert_data(base, _data(4000, seed=2), sigmas,
-                           InversionConfig(batch_size=1000, max_iters=100, tol=1e-10), g)  # fmt: skip
+    inverted = invert_data(
+        base,
+        _data(4000, seed=2),
+        sigmas,
+        InversionConfig(batch_size=1000, max_iters=100, tol=1e-10),
+        g,
+    )
     assert inverted.recon_max < 1e-8  # |h| Lip(v) < 1 here, so the inversion is exact
 
     torch.manual_seed(0)
     corrector = _MLP().double()
-    cfg = CorrectorTrainConfig(steps=1500, batch_size=256, lr=3e-3, warmup=50, ema_decay=0.99,
-                               checkpoint_every=10**6, sigma_sampling="uniform")  # fmt: skip
+    cfg = CorrectorTrainConfig(
+        steps=1500,
+        batch_size=256,
+        lr=3e-3,
+        warmup=50,
+        ema_decay=0.99,
+        checkpoint_every=10**6,
+        sigma_sampling="uniform",
+    )
     loss = corrector_loss(corrector, inverted.noise, cfg.batch_size, cfg.sigma_sampling)
     ema = _fit_in_tmp(corrector, loss, cfg)
 
@@ -107,8 +123,10 @@ def test_inc_moves_a_biased_model_towards_the_data_law():
     # The same verdict from a distance that assumes nothing Gaussian: per-axis W1 against
     # fresh data samples (scipy's one-dimensional Wasserstein distance).
     ref = _data(20000, seed=4).numpy()
-    w1 = [[scipy.stats.wasserstein_distance(x[:, d].numpy(), ref[:, d]) for d in range(2)]
-          for x in (x_base, x_inc)]  # fmt: skip
+    w1 = [
+        [scipy.stats.wasserstein_distance(x[:, d].numpy(), ref[:, d]) for d in range(2)]
+        for x in (x_base, x_inc)
+    ]
     assert all(a < 0.5 * b for a, b in zip(w1[1], w1[0], strict=True)), w1
 
 
@@ -124,16 +142,22 @@ def test_inverted_noise_law_matches_closed_form():
     # pushing the basis vectors through the sampler; the inverted noise of data
     # N(m, S) must then have mean A^-1 (m - b) and covariance A^-1 S A^-T. (One step alone
     # would collapse everything onto the mean, since v(z, 1) = z - mean: hence two steps.)
-    base = _gaussian_velocity(torch.zeros(2, dtype=torch.float64),
-                              torch.full((2,), 0.7, dtype=torch.float64))  # fmt: skip
+    base = _gaussian_velocity(
+        torch.zeros(2, dtype=torch.float64), torch.full((2,), 0.7, dtype=torch.float64)
+    )
     sigmas = flow_sigmas(2).double()
     e = torch.eye(2, dtype=torch.float64)
     shift, _ = solve_flow(base, torch.zeros(1, 2, dtype=torch.float64), sigmas)
     cols, _ = solve_flow(base, e, sigmas)
     a = (cols - shift).T  # T(z) = a z + shift, read off the basis vectors
     x = _data(40000, seed=5)
-    inv = invert_data(base, x, sigmas, InversionConfig(batch_size=10000, max_iters=200, tol=1e-12),
-                      torch.Generator().manual_seed(0))  # fmt: skip
+    inv = invert_data(
+        base,
+        x,
+        sigmas,
+        InversionConfig(batch_size=10000, max_iters=200, tol=1e-12),
+        torch.Generator().manual_seed(0),
+    )
     a_inv = torch.linalg.inv(a)
     want_mean = a_inv @ (DATA_MEAN - shift[0])
     want_cov = a_inv @ torch.diag(DATA_STD**2) @ a_inv.T

@@ -160,7 +160,7 @@ def coco():
             {"id": 1, "name": "Text"},
             {"id": 2, "name": "TITLE"},
             {"id": 5, "name": "figure"},
-        ],  # fmt: skip
+        ],
         "annotations": [
             {"image_id": 1, "category_id": 1, "bbox": [60, 20, 30, 40]},  # right column
             {"image_id": 2, "category_id": 5, "bbox": [20, 10, 160, 50]},
@@ -235,7 +235,7 @@ def test_load_coco_errors(tmp_path):
         ("two_column_prob", 1.5),
         ("title_prob", -0.1),
         ("seed", -1),
-    ],  # fmt: skip
+    ],
 )
 def test_config_validation_names_the_key(key, value):
     with pytest.raises(ConfigError, match=f"layout.data.{key}: {value}"):

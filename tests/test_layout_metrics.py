@@ -176,8 +176,15 @@ def test_pair_scores_equal_the_best_matching_found_by_enumeration(counts):
     classes = np.repeat([TEXT, FIGURE][: len(counts)], counts)
 
     def random_layout():
-        return Layout(classes, np.column_stack([rng.uniform(0.2, 0.8, (len(classes), 2)),
-                                                rng.uniform(0.05, 0.4, (len(classes), 2))]))  # fmt: skip
+        return Layout(
+            classes,
+            np.column_stack(
+                [
+                    rng.uniform(0.2, 0.8, (len(classes), 2)),
+                    rng.uniform(0.05, 0.4, (len(classes), 2)),
+                ]
+            ),
+        )
 
     gens, reals = [random_layout() for _ in range(3)], [random_layout() for _ in range(4)]
     scores = _pair_scores(gens, reals)

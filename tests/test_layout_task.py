@@ -106,16 +106,25 @@ def test_diversity_closed_form():
     assert np.isnan(diversity(boxes, [("text",)] * 4, 1))
 
 
-@pytest.mark.parametrize(("over", "message"), [
-    ({"model": {"max_elements": 12}}, "layout.model.max_elements: 12 must equal layout.data.max_elements"),
-    ({"source": "coco"}, "layout.coco.train and layout.coco.test: source 'coco' needs both"),
-    ({"ddpo": {"loop": {"reward_budget": 128}}}, r"layout.ddpo.loop.reward_budget: 128 differs"),
-    ({"pgraft": {"loop": {"num_steps": 8}}}, "layout.pgraft.loop.num_steps: 8 must equal"),
-    ({"finetune_conditions": 0}, "layout.finetune_conditions: 0 must be at least 1"),
-    ({"evaluate": {"curve_conditions": 0}}, "layout.evaluate.curve_conditions: 0 must be"),
-    ({"methods": ["graft"]}, "layout.methods: must include 'base'"),
-    ({"data": {"n_train": 0}}, "layout.data.n_train: 0 must be at least 1"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        (
+            {"model": {"max_elements": 12}},
+            "layout.model.max_elements: 12 must equal layout.data.max_elements",
+        ),
+        ({"source": "coco"}, "layout.coco.train and layout.coco.test: source 'coco' needs both"),
+        (
+            {"ddpo": {"loop": {"reward_budget": 128}}},
+            r"layout.ddpo.loop.reward_budget: 128 differs",
+        ),
+        ({"pgraft": {"loop": {"num_steps": 8}}}, "layout.pgraft.loop.num_steps: 8 must equal"),
+        ({"finetune_conditions": 0}, "layout.finetune_conditions: 0 must be at least 1"),
+        ({"evaluate": {"curve_conditions": 0}}, "layout.evaluate.curve_conditions: 0 must be"),
+        ({"methods": ["graft"]}, "layout.methods: must include 'base'"),
+        ({"data": {"n_train": 0}}, "layout.data.n_train: 0 must be at least 1"),
+    ],
+)
 def test_config_rules_name_the_key(over, message):
     with pytest.raises(ConfigError, match=message):
         smoke_config(**over)
@@ -124,8 +133,10 @@ def test_config_rules_name_the_key(over, message):
 def test_coco_source_names_the_missing_file(tmp_path):
     from graftbench.tasks.layout import prepare_data
 
-    cfg = smoke_config(source="coco", coco={"train": str(tmp_path / "train.json"),
-                                            "test": str(tmp_path / "val.json")})  # fmt: skip
+    cfg = smoke_config(
+        source="coco",
+        coco={"train": str(tmp_path / "train.json"), "test": str(tmp_path / "val.json")},
+    )
     with pytest.raises(InputError, match=r"layout.coco.train: .*train.json does not exist"):
         prepare_data(cfg, tmp_path / "data")
 
@@ -145,11 +156,22 @@ def pipeline(tmp_path_factory):
     layout.prepare_data(cfg, root / "data")
     layout_runs.train_features(cfg, root / "data", root / "features.pt")
     layout_runs.pretrain(cfg, root / "data", root / "model.pt")
-    out = {"base": layout_runs.evaluate_base(cfg, root / "model.pt", root / "data",
-                                             root / "features.pt", 0, root / "base/seed0")}  # fmt: skip
+    out = {
+        "base": layout_runs.evaluate_base(
+            cfg, root / "model.pt", root / "data", root / "features.pt", 0, root / "base/seed0"
+        )
+    }
     for run in cfg.runs()[1:]:
-        out[run] = layout_runs.finetune(cfg, root / "model.pt", root / "data", root / "features.pt",
-                                        run, 0, root / "base/seed0/boxes.npz", root / run / "seed0")  # fmt: skip
+        out[run] = layout_runs.finetune(
+            cfg,
+            root / "model.pt",
+            root / "data",
+            root / "features.pt",
+            run,
+            0,
+            root / "base/seed0/boxes.npz",
+            root / run / "seed0",
+        )
     figures = [root / f"fig{i}.png" for i in range(3)]
     layout_aggregate.aggregate(root, root / "tables/layout.csv", figures, "smoke")
     return root, cfg, out
@@ -199,15 +221,36 @@ def test_finetune_refuses_base_boxes_of_another_shape(pipeline, tmp_path):
     root, cfg, _ = pipeline
     np.savez(tmp_path / "boxes.npz", boxes=np.zeros((3, 10, 4)))
     with pytest.raises(InputError, match="base boxes .* do not match"):
-        layout_runs.finetune(cfg, root / "model.pt", root / "data", root / "features.pt", "graft",
-                             0, tmp_path / "boxes.npz", tmp_path / "run")  # fmt: skip
+        layout_runs.finetune(
+            cfg,
+            root / "model.pt",
+            root / "data",
+            root / "features.pt",
+            "graft",
+            0,
+            tmp_path / "boxes.npz",
+            tmp_path / "run",
+        )
 
 
 def test_verb_cli_names_missing_layout_inputs(tmp_path, capsys):
     from graftbench.__main__ import main
 
     cfg = json.dumps({"data": {"n_train": 10}})
-    code = main(["evaluate-model", "--task", "layout", "--config", cfg, "--model", "m.pt",
-                 "--seed", "0", "--out", str(tmp_path)])  # fmt: skip
+    code = main(
+        [
+            "evaluate-model",
+            "--task",
+            "layout",
+            "--config",
+            cfg,
+            "--model",
+            "m.pt",
+            "--seed",
+            "0",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 2
     assert "--data and --features" in capsys.readouterr().err

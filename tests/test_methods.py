@@ -52,9 +52,12 @@ class MLP(torch.nn.Module):
         super().__init__()
         self.register_buffer("freqs", torch.arange(1, 9).float() * math.pi)
         self.net = torch.nn.Sequential(
-            torch.nn.Linear(2 + 16 + 2, width), torch.nn.SiLU(), torch.nn.Linear(width, width),
-            torch.nn.SiLU(), torch.nn.Linear(width, 2),
-        )  # fmt: skip
+            torch.nn.Linear(2 + 16 + 2, width),
+            torch.nn.SiLU(),
+            torch.nn.Linear(width, width),
+            torch.nn.SiLU(),
+            torch.nn.Linear(width, 2),
+        )
 
     def forward(self, x, t, c):
         a = (t.float() / 1000)[:, None] * self.freqs
@@ -82,9 +85,18 @@ class Toy(ModelAdapter):
         return x
 
     def scheduler(self, kind):
-        common = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False,
-                      timestep_spacing="trailing", prediction_type="v_prediction")  # fmt: skip
-        return DDIMScheduler(**common, set_alpha_to_one=True) if kind == "ddim" else DDPMScheduler(**common)  # fmt: skip
+        common = dict(
+            num_train_timesteps=1000,
+            beta_schedule="squaredcos_cap_v2",
+            clip_sample=False,
+            timestep_spacing="trailing",
+            prediction_type="v_prediction",
+        )
+        return (
+            DDIMScheduler(**common, set_alpha_to_one=True)
+            if kind == "ddim"
+            else DDPMScheduler(**common)
+        )
 
 
 def reward(x, conds):
@@ -117,8 +129,9 @@ def base(one_thread) -> Toy:
     return model
 
 
-LOOP = LoopConfig(reward_budget=512, prompts_per_round=2, samples_per_prompt=64, num_steps=10,
-                  sample_batch=256)  # fmt: skip
+LOOP = LoopConfig(
+    reward_budget=512, prompts_per_round=2, samples_per_prompt=64, num_steps=10, sample_batch=256
+)
 SEL = SelectionConfig(rule="top_k", k=16)
 FULL = OptimConfig(trainable="full", lr=1e-3, batch_size=32)
 # the same budget of 512 reward queries (4 rounds) for every method; GRAFT-family training is
@@ -127,13 +140,13 @@ METHODS = {
     "graft": lambda m: Graft(m, GraftConfig(loop=LOOP, selection=SEL, optim=FULL, epochs=50)),
     "pgraft": lambda m: PGraft(
         m, PGraftConfig(loop=LOOP, selection=SEL, optim=FULL, epochs=50, intermediate_step=5)
-    ),  # fmt: skip
+    ),
     "ddpo": lambda m: DDPO(
         m,
         DDPOConfig(
             loop=LOOP, optim=OptimConfig(trainable="full", lr=3e-3), inner_epochs=2, clip_range=0.2
         ),
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -183,8 +196,11 @@ def test_the_loop_stops_exactly_at_the_budget(base):
         return r
 
     bad = Graft(copy.deepcopy(base), GraftConfig(loop=loop, optim=FULL))
-    with pytest.raises(FloatingPointError, match=r"round 0: the reward returned 16 non-finite "
-                       r"values of 32 \(the first, nan, for sample 16, condition [01]\)"):  # fmt: skip
+    with pytest.raises(
+        FloatingPointError,
+        match=r"round 0: the reward returned 16 non-finite "
+        r"values of 32 \(the first, nan, for sample 16, condition [01]\)",
+    ):
         run(bad, [0, 1], half_nan, loop)
     counter = RewardCounter(reward, 10)
     counter(torch.zeros(8, 2), [0] * 8)
@@ -192,8 +208,9 @@ def test_the_loop_stops_exactly_at_the_budget(base):
         counter(torch.zeros(4, 2), [0] * 4)
 
 
-RESUME_LOOP = LoopConfig(reward_budget=192, prompts_per_round=2, samples_per_prompt=16,
-                         num_steps=6, sample_batch=64)  # fmt: skip
+RESUME_LOOP = LoopConfig(
+    reward_budget=192, prompts_per_round=2, samples_per_prompt=16, num_steps=6, sample_batch=64
+)
 
 
 @pytest.mark.parametrize("name", list(METHODS))
@@ -211,8 +228,9 @@ def test_a_killed_loop_resumes_from_its_checkpoint_with_the_same_rounds(base, na
         return [p.detach().clone() for p in method.model.network.parameters()]
 
     whole = build()
-    rows = run(whole, [0, 1], reward, RESUME_LOOP, checkpoint=tmp_path / "a.partial",
-               checkpoint_every_s=0)  # fmt: skip
+    rows = run(
+        whole, [0, 1], reward, RESUME_LOOP, checkpoint=tmp_path / "a.partial", checkpoint_every_s=0
+    )
     calls = []
 
     def killed(x, conds):
@@ -231,8 +249,9 @@ def test_a_killed_loop_resumes_from_its_checkpoint_with_the_same_rounds(base, na
         scored.append(len(conds))
         return reward(x, conds)
 
-    again = run(resumed, [0, 1], counted, RESUME_LOOP, checkpoint=ckpt, checkpoint_every_s=0,
-                log=log)  # fmt: skip
+    again = run(
+        resumed, [0, 1], counted, RESUME_LOOP, checkpoint=ckpt, checkpoint_every_s=0, log=log
+    )
     assert len(scored) == 3, "the rerun must continue after round 2, not start over"
     assert len(again) == len(rows) == 6
     skip = {"sample_s", "reward_s", "train_s", "elapsed_s"}
@@ -258,8 +277,11 @@ def test_graft_top_k_trains_only_on_accepted_samples(base):
         return denoising_loss(model, x, cond, g)
 
     loop = LoopConfig(reward_budget=32, prompts_per_round=2, samples_per_prompt=16, num_steps=4)
-    graft = Graft(copy.deepcopy(base), GraftConfig(loop=loop, selection=SelectionConfig(k=3),
-                                                   optim=FULL, epochs=2), loss_fn=spy_loss)  # fmt: skip
+    graft = Graft(
+        copy.deepcopy(base),
+        GraftConfig(loop=loop, selection=SelectionConfig(k=3), optim=FULL, epochs=2),
+        loss_fn=spy_loss,
+    )
     inputs = [0] * 16 + [1] * 16
     roll = graft.sample(inputs, torch.Generator().manual_seed(0))
     r = reward(roll.final, inputs).view(2, 16)
@@ -301,8 +323,10 @@ def test_pgraft_changes_only_times_above_t_i_and_stitches(base):
     assert torch.cat(trained).min() > t_i  # P-GRAFT's loss only ever asks for t > t_I
     for p, q in zip(pg.base.network.parameters(), base.network.parameters(), strict=True):
         assert torch.equal(p, q) and not p.requires_grad  # the base segment is the base model
-    assert any(not torch.equal(p, q) for p, q in
-               zip(pg.model.network.parameters(), base.network.parameters(), strict=True))  # fmt: skip
+    assert any(
+        not torch.equal(p, q)
+        for p, q in zip(pg.model.network.parameters(), base.network.parameters(), strict=True)
+    )
 
     fine, frozen = [], []
     pg.model.denoise = _recording(Toy.denoise.__get__(pg.model), fine)
@@ -377,9 +401,16 @@ def test_configs_reject_bad_values():
 # -- the small text-to-image model, unchanged: one round of each method -----------------------
 
 # the tiny size of tests/test_text2image.py
-TINY = dict(block_out_channels=[8, 16], cross_attention_levels=[1], norm_num_groups=4,
-            attention_heads=2, text_hidden_size=16, text_layers=1, text_heads=2,
-            text_intermediate_size=32)  # fmt: skip
+TINY = dict(
+    block_out_channels=[8, 16],
+    cross_attention_levels=[1],
+    norm_num_groups=4,
+    attention_heads=2,
+    text_hidden_size=16,
+    text_layers=1,
+    text_heads=2,
+    text_intermediate_size=32,
+)
 
 
 @pytest.mark.parametrize("name", ["graft", "pgraft_lora", "ddpo"])
@@ -392,19 +423,35 @@ def test_methods_run_unchanged_on_the_text_to_image_model(name, tmp_path):
     torch.manual_seed(0)
     model = Text2ImageAdapter.from_config(parse(Text2ImageConfig, TINY, "model"))
     prompts = list(split_prompts(SceneConfig()).train[:2])
-    loop = LoopConfig(reward_budget=4, prompts_per_round=2, samples_per_prompt=2, num_steps=3,
-                      count_flops=name == "graft")  # fmt: skip
+    loop = LoopConfig(
+        reward_budget=4,
+        prompts_per_round=2,
+        samples_per_prompt=2,
+        num_steps=3,
+        count_flops=name == "graft",
+    )
     unet = OptimConfig(trainable="unet", batch_size=2)
     pristine = frozen_copy(model)
     method = {
         "graft": lambda: Graft(model, GraftConfig(loop=loop, optim=unet)),
-        "pgraft_lora": lambda: PGraft(model, PGraftConfig(
-            loop=loop, intermediate_step=1,
-            optim=OptimConfig(trainable="lora", lora=LoraSettings(rank=2), batch_size=2))),
+        "pgraft_lora": lambda: PGraft(
+            model,
+            PGraftConfig(
+                loop=loop,
+                intermediate_step=1,
+                optim=OptimConfig(trainable="lora", lora=LoraSettings(rank=2), batch_size=2),
+            ),
+        ),
         "ddpo": lambda: DDPO(model, DDPOConfig(loop=loop, optim=unet, clip_range=0.2)),
-    }[name]()  # fmt: skip
-    rows = run(method, prompts, image_reward(verifier_reward()), loop,
-               model_input=lambda p: p.text, log=tmp_path / "log.jsonl")  # fmt: skip
+    }[name]()
+    rows = run(
+        method,
+        prompts,
+        image_reward(verifier_reward()),
+        loop,
+        model_input=lambda p: p.text,
+        log=tmp_path / "log.jsonl",
+    )
     (row,) = rows
     assert row["reward_queries"] == 4 and row["sampler_nfe"] == 4 * 3 and row["n_accepted"] >= 2
     assert all(math.isfinite(v) for v in row.values() if isinstance(v, float) and v == v)
@@ -423,8 +470,9 @@ def test_methods_run_unchanged_on_the_text_to_image_model(name, tmp_path):
             with adapters_disabled(model.network):
                 torch.testing.assert_close(model.denoise(x, t, cond), ref)
             assert (tuned - ref).abs().amax() > 0
-            assert not any(p.requires_grad for k, p in model.network.named_parameters()
-                           if "lora_" not in k)  # fmt: skip
+            assert not any(
+                p.requires_grad for k, p in model.network.named_parameters() if "lora_" not in k
+            )
             with pytest.raises(ValueError, match="already has adapters"):
                 PGraft(model, method.cfg)
 
@@ -435,8 +483,11 @@ def test_graft_t_min_leaves_the_low_noise_end_out():
     from types import SimpleNamespace
 
     seen = []
-    model = SimpleNamespace(alphas_cumprod=DDPMScheduler().alphas_cumprod, prediction_type="epsilon",
-                            denoise=lambda x, t, cond: seen.append(t) or torch.zeros_like(x))  # fmt: skip
+    model = SimpleNamespace(
+        alphas_cumprod=DDPMScheduler().alphas_cumprod,
+        prediction_type="epsilon",
+        denoise=lambda x, t, cond: seen.append(t) or torch.zeros_like(x),
+    )
     x0 = torch.zeros(4096, 2)
     denoising_loss(model, x0, None, torch.Generator().manual_seed(0), 300)
     assert seen[-1].min() >= 300 and seen[-1].max() == 999

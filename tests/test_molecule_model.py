@@ -216,8 +216,9 @@ def test_sample_masked_states_log_probs_and_keep():
         assert (nxt[prev != MASK] == prev[prev != MASK]).all()
         lp = s.log_prob(den(prev, traj.timesteps[i]), traj.timesteps[i], prev, nxt)
         assert torch.equal(lp, traj.log_probs[:, i])
-    kept = sample_masked(den, s, x, num_steps=8, generator=torch.Generator().manual_seed(0),
-                         keep={0, 3, 8})  # fmt: skip
+    kept = sample_masked(
+        den, s, x, num_steps=8, generator=torch.Generator().manual_seed(0), keep={0, 3, 8}
+    )
     assert sorted(kept.states) == [0, 3, 8] and torch.equal(kept.states[3], traj.states[3])
     assert torch.equal(kept.sample, traj.sample)
 
@@ -304,8 +305,14 @@ def test_intermediate_loss_targets_and_timesteps():
 
 
 def tiny(vocab: Vocabulary, **over) -> MoleculeAdapter:
-    cfg = dict(length=12, width=32, layers=1, heads=2, num_train_timesteps=100,
-               representation=vocab.representation)  # fmt: skip
+    cfg = dict(
+        length=12,
+        width=32,
+        layers=1,
+        heads=2,
+        num_train_timesteps=100,
+        representation=vocab.representation,
+    )
     return MoleculeAdapter(MoleculeModelConfig(**{**cfg, **over}), vocab)
 
 
@@ -337,13 +344,20 @@ def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="molecule.model.schedule"):
         MoleculeModelConfig(schedule="sqrt")
     with pytest.raises(ConfigError, match="molecule.model.vocab_size"):
-        MoleculeAdapter(MoleculeModelConfig(vocab_size=5, length=4, width=8, layers=1, heads=2,
-                                            representation="smiles"),
-                        Vocabulary.from_smiles(SMILES))  # fmt: skip
-    with pytest.raises(ConfigError, match="molecule.model.representation: 'selfies', but the "
-                       "vocabulary is of 'smiles' tokens"):  # fmt: skip
-        MoleculeAdapter(MoleculeModelConfig(length=4, width=8, layers=1, heads=2),
-                        Vocabulary.from_smiles(SMILES))  # fmt: skip
+        MoleculeAdapter(
+            MoleculeModelConfig(
+                vocab_size=5, length=4, width=8, layers=1, heads=2, representation="smiles"
+            ),
+            Vocabulary.from_smiles(SMILES),
+        )
+    with pytest.raises(
+        ConfigError,
+        match="molecule.model.representation: 'selfies', but the vocabulary is of 'smiles' tokens",
+    ):
+        MoleculeAdapter(
+            MoleculeModelConfig(length=4, width=8, layers=1, heads=2),
+            Vocabulary.from_smiles(SMILES),
+        )
 
 
 def test_selfies_vocabulary_spells_molecules_that_always_decode():
@@ -390,8 +404,13 @@ def test_tiny_model_learns_two_molecules():
     assert sum(losses[-20:]) < 0.2 * sum(losses[:20])
     m.network.eval()
     with torch.no_grad():
-        traj = m.sample_fn(lambda x, t: m.denoise(x, t), m.scheduler("ddim"), m.initial_state(64),
-                           num_steps=50, generator=torch.Generator().manual_seed(1))  # fmt: skip
+        traj = m.sample_fn(
+            lambda x, t: m.denoise(x, t),
+            m.scheduler("ddim"),
+            m.initial_state(64),
+            num_steps=50,
+            generator=torch.Generator().manual_seed(1),
+        )
     smiles = m.decode(traj.sample)
     assert sum(s in data for s in smiles) >= 0.7 * len(smiles), smiles  # 60 of 64 at these seeds
     assert {s for s in smiles if s in data} == set(data)

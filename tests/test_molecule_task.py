@@ -33,16 +33,25 @@ def smoke_config(**over) -> MoleculeConfig:
     return parse(MoleculeConfig, cfg, "molecule")
 
 
-@pytest.mark.parametrize(("over", "message"), [
-    ({"graft_dedup": {"selection": {"dedup": False}}}, "molecule.graft_dedup.selection.dedup: must be true"),
-    ({"ddpo": {"loop": {"reward_budget": 128}}}, r"molecule.ddpo.loop.reward_budget: 128 differs"),
-    ({"pgraft": {"loop": {"num_steps": 6}}}, "molecule.pgraft.loop.num_steps: 6 must equal"),
-    ({"methods": ["graft"]}, "molecule.methods: must include 'base'"),
-    ({"data": {"source": "file"}}, "molecule.data.file: source 'file' needs a SMILES file"),
-    ({"evaluate": {"samples": 0}}, "molecule.evaluate.samples: 0 must be at least 1"),
-    ({"model": {"heads": 3}}, "molecule.model.heads: 3 must divide width 32"),
-    ({"reward": "logp"}, "reward"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        (
+            {"graft_dedup": {"selection": {"dedup": False}}},
+            "molecule.graft_dedup.selection.dedup: must be true",
+        ),
+        (
+            {"ddpo": {"loop": {"reward_budget": 128}}},
+            r"molecule.ddpo.loop.reward_budget: 128 differs",
+        ),
+        ({"pgraft": {"loop": {"num_steps": 6}}}, "molecule.pgraft.loop.num_steps: 6 must equal"),
+        ({"methods": ["graft"]}, "molecule.methods: must include 'base'"),
+        ({"data": {"source": "file"}}, "molecule.data.file: source 'file' needs a SMILES file"),
+        ({"evaluate": {"samples": 0}}, "molecule.evaluate.samples: 0 must be at least 1"),
+        ({"model": {"heads": 3}}, "molecule.model.heads: 3 must divide width 32"),
+        ({"reward": "logp"}, "reward"),
+    ],
+)
 def test_config_rules_name_the_key(over, message):
     with pytest.raises(ConfigError, match=message):
         smoke_config(**over)
@@ -62,12 +71,20 @@ def test_a_user_smiles_file_names_its_bad_line(tmp_path, capsys):
     with pytest.raises(InputError, match=r"mine.smi line 5: 'C1CC' is not a valid SMILES"):
         prepare_data(cfg, tmp_path / "data")
     config = json.dumps({"data": {"source": "file", "file": str(tmp_path / "none.smi")}})
-    assert main(["prepare-data", "--task", "molecule", "--config", config,
-                 "--out", str(tmp_path / "d")]) == 2  # fmt: skip
+    assert (
+        main(
+            ["prepare-data", "--task", "molecule", "--config", config, "--out", str(tmp_path / "d")]
+        )
+        == 2
+    )
     assert "none.smi does not exist" in capsys.readouterr().err
     smi.write_text("CCO\nc1ccccc1\nCC(=O)O\nOCC\nCCN\n")  # OCC is ethanol again: dropped
-    summary = prepare_data(smoke_config(data={"source": "file", "file": str(smi), "n_test": 2},
-                                        evaluate={"fcd": False}), tmp_path / "data")  # fmt: skip
+    summary = prepare_data(
+        smoke_config(
+            data={"source": "file", "file": str(smi), "n_test": 2}, evaluate={"fcd": False}
+        ),
+        tmp_path / "data",
+    )
     assert (summary["n_source"], summary["n_train"], summary["n_test"]) == (4, 2, 2)
 
 
@@ -81,12 +98,18 @@ def test_graft_dedup_accepts_one_copy_of_a_molecule_however_it_is_written():
 
     cfg = smoke_config(graft={"selection": {"k": 2}}, graft_dedup={"selection": {"k": 2}})
     model = MoleculeAdapter(cfg.model, Vocabulary.from_smiles(["CCO", "c1ccccc1"], "selfies"))
-    rollout = Rollout(["molecule"] * 4, torch.zeros(4, 24, dtype=torch.long), None, 8,
-                      decoded=["CCO", "OCC", "c1ccccc1", "CC"])  # fmt: skip
+    rollout = Rollout(
+        ["molecule"] * 4,
+        torch.zeros(4, 24, dtype=torch.long),
+        None,
+        8,
+        decoded=["CCO", "OCC", "c1ccccc1", "CC"],
+    )
     rewards = torch.tensor([[0.9, 0.8, 0.5, 0.1]])
     g = torch.Generator().manual_seed(0)
-    dedup = build_method(cfg, "molecule", "graft_dedup", model, 0,
-                         dedup_key=lambda s: canonical(s) or s)  # fmt: skip
+    dedup = build_method(
+        cfg, "molecule", "graft_dedup", model, 0, dedup_key=lambda s: canonical(s) or s
+    )
     assert dedup.accept(rollout, rewards, g).tolist() == [0, 2]
     plain = build_method(cfg, "molecule", "graft", model, 0)
     assert plain.accept(rollout, rewards, g).tolist() == [0, 1]
@@ -104,11 +127,21 @@ def pipeline(tmp_path_factory):
     molecule.prepare_data(cfg, root / "data")
     records.write_json(root / "config.json", to_dict(cfg))
     molecule_runs.pretrain(cfg, root / "data", root / "model.pt")
-    out = {"base": molecule_runs.evaluate_base(cfg, root / "model.pt", root / "data", 0,
-                                               root / "base/seed0")}  # fmt: skip
+    out = {
+        "base": molecule_runs.evaluate_base(
+            cfg, root / "model.pt", root / "data", 0, root / "base/seed0"
+        )
+    }
     for run in cfg.runs()[1:]:
-        out[run] = molecule_runs.finetune(cfg, root / "model.pt", root / "data", run, 0,
-                                          root / "base/seed0/tokens.npz", root / run / "seed0")  # fmt: skip
+        out[run] = molecule_runs.finetune(
+            cfg,
+            root / "model.pt",
+            root / "data",
+            run,
+            0,
+            root / "base/seed0/tokens.npz",
+            root / run / "seed0",
+        )
     figures = [root / f"fig{i}.png" for i in range(3)]
     molecule_aggregate.aggregate(root, root / "tables/molecule.csv", figures, "smoke")
     return root, cfg, out
@@ -160,8 +193,15 @@ def test_finetune_refuses_base_tokens_of_another_shape(pipeline, tmp_path):
     root, cfg, _ = pipeline
     np.savez(tmp_path / "tokens.npz", tokens=np.zeros((3, 24), np.int64))
     with pytest.raises(InputError, match="base tokens .* do not match"):
-        molecule_runs.finetune(cfg, root / "model.pt", root / "data", "graft", 0,
-                               tmp_path / "tokens.npz", tmp_path / "run")  # fmt: skip
+        molecule_runs.finetune(
+            cfg,
+            root / "model.pt",
+            root / "data",
+            "graft",
+            0,
+            tmp_path / "tokens.npz",
+            tmp_path / "run",
+        )
 
 
 def test_a_reward_that_raises_fails_the_run_and_leaves_no_result(pipeline, tmp_path, monkeypatch):
@@ -177,8 +217,15 @@ def test_a_reward_that_raises_fails_the_run_and_leaves_no_result(pipeline, tmp_p
 
     monkeypatch.setattr(molecule_runs, "reward_fn", broken)
     with pytest.raises(RuntimeError, match="scorer crashed"):
-        molecule_runs.finetune(cfg, root / "model.pt", root / "data", "graft", 0,
-                               root / "base/seed0/tokens.npz", tmp_path / "run")  # fmt: skip
+        molecule_runs.finetune(
+            cfg,
+            root / "model.pt",
+            root / "data",
+            "graft",
+            0,
+            root / "base/seed0/tokens.npz",
+            tmp_path / "run",
+        )
     assert not (tmp_path / "run/metrics.json").exists()
     assert not (tmp_path / "run/eval.json").exists()
 
@@ -186,11 +233,39 @@ def test_a_reward_that_raises_fails_the_run_and_leaves_no_result(pipeline, tmp_p
 def test_verb_cli_names_missing_molecule_data(tmp_path, capsys):
     from graftbench.__main__ import main
 
-    code = main(["evaluate-model", "--task", "molecule", "--config", "{}", "--model", "m.pt",
-                 "--seed", "0", "--out", str(tmp_path)])  # fmt: skip
+    code = main(
+        [
+            "evaluate-model",
+            "--task",
+            "molecule",
+            "--config",
+            "{}",
+            "--model",
+            "m.pt",
+            "--seed",
+            "0",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 2
     assert "--data: the molecule task" in capsys.readouterr().err
-    code = main(["finetune", "--config", "{}", "--model", "m.pt", "--run", "graft", "--seed",
-                 "0", "--base-images", "b.npz", "--out", str(tmp_path)])  # fmt: skip
+    code = main(
+        [
+            "finetune",
+            "--config",
+            "{}",
+            "--model",
+            "m.pt",
+            "--run",
+            "graft",
+            "--seed",
+            "0",
+            "--base-images",
+            "b.npz",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 2
     assert "takes t2i, layout or molecule, not 'unconditional'" in capsys.readouterr().err

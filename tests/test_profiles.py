@@ -24,8 +24,18 @@ from tests.test_workflow import copy_workflow, snakemake
 TABLES = {"t2i_table", "layout_table", "molecule_table", "unconditional_table", "inc_table"}
 # Rules that put a model on `device` go by these suffixes; every other rule must be a data or
 # table rule, so a new rule has to be sorted into one of the two before the tests pass.
-DEVICE_SUFFIXES = ("_pretrain", "_features", "_base", "_finetune", "_sample", "_sample_inc",
-                   "_invert", "_corrector", "_evaluate", "_real_floor")  # fmt: skip
+DEVICE_SUFFIXES = (
+    "_pretrain",
+    "_features",
+    "_base",
+    "_finetune",
+    "_sample",
+    "_sample_inc",
+    "_invert",
+    "_corrector",
+    "_evaluate",
+    "_real_floor",
+)
 HOST_SUFFIXES = ("_data", "_table")
 
 
@@ -136,14 +146,27 @@ def test_slurm_profile_plans_the_whole_workflow_with_the_slurm_executor(workflow
 def test_several_gpus_per_job_launch_fine_tuning_under_torchrun(workflow):
     """gpus_per_job = 2: each fine-tuning job asks for two GPUs and starts two ranks with
     torchrun; every other device job keeps one GPU and starts plainly."""
-    run = snakemake(workflow, "-n", "-p", "--profile", "profiles/paper", "--config",
-                    "profile=paper", "device=cuda", "gpus_per_job=2", "--resources", "gpu=2")  # fmt: skip
+    run = snakemake(
+        workflow,
+        "-n",
+        "-p",
+        "--profile",
+        "profiles/paper",
+        "--config",
+        "profile=paper",
+        "device=cuda",
+        "gpus_per_job=2",
+        "--resources",
+        "gpu=2",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     jobs = planned_resources(run.stdout)
     for rule, resources in jobs.items():
         want = "2" if rule in finetune_rules() else "1" if rule in device_rules() else None
         assert all(res.get("gpu") == want for res in resources), (rule, resources)
     launches = [line for line in run.stdout.splitlines() if " finetune --task " in line]
-    assert launches and all("torch.distributed.run --standalone --nproc-per-node 2 -m -- graftbench"
-                            in line for line in launches)  # fmt: skip
+    assert launches and all(
+        "torch.distributed.run --standalone --nproc-per-node 2 -m -- graftbench" in line
+        for line in launches
+    )
     assert sum("torch.distributed.run" in line for line in run.stdout.splitlines()) == len(launches)

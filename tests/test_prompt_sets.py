@@ -9,17 +9,31 @@ from graftbench.t2i.prompt_sets import load_prompt_set
 
 
 def test_genai_bench_reads_ids_and_prompts(tmp_path):
-    data = {"00000": {"id": "00000", "prompt": "A cat left of a dog.", "models": {}},
-            "00001": {"id": "00001", "prompt": " three red apples "}}  # fmt: skip
+    data = {
+        "00000": {"id": "00000", "prompt": "A cat left of a dog.", "models": {}},
+        "00001": {"id": "00001", "prompt": " three red apples "},
+    }
     (tmp_path / "genai_image.json").write_text(json.dumps(data))
     prompts = load_prompt_set("genai-bench", tmp_path)  # the folder finds genai_image.json
     assert [(p.id, p.text, p.category) for p in prompts] == [
-        ("00000", "A cat left of a dog.", "genai"), ("00001", "three red apples", "genai")]  # fmt: skip
+        ("00000", "A cat left of a dog.", "genai"),
+        ("00001", "three red apples", "genai"),
+    ]
 
 
 def test_geneval_keeps_tag_and_object_specs(tmp_path):
-    lines = [{"tag": "counting", "include": [{"class": "apple", "count": 3}], "prompt": "a photo of three apples"},
-             {"tag": "colors", "include": [{"class": "car", "color": "red"}], "prompt": "a photo of a red car"}]  # fmt: skip
+    lines = [
+        {
+            "tag": "counting",
+            "include": [{"class": "apple", "count": 3}],
+            "prompt": "a photo of three apples",
+        },
+        {
+            "tag": "colors",
+            "include": [{"class": "car", "color": "red"}],
+            "prompt": "a photo of a red car",
+        },
+    ]
     path = tmp_path / "evaluation_metadata.jsonl"
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
     prompts = load_prompt_set("geneval", path)
@@ -34,8 +48,10 @@ def test_t2i_compbench_takes_the_category_from_the_file_name(tmp_path):
     (tmp_path / "color_train.txt").write_text("not a validation prompt\n")
     prompts = load_prompt_set("t2i-compbench", tmp_path)
     assert [(p.category, p.text) for p in prompts] == [
-        ("color", "a blue bench and a green car"), ("color", "a red book"),
-        ("spatial", "a cat on the left of a dog")]  # fmt: skip
+        ("color", "a blue bench and a green car"),
+        ("color", "a red book"),
+        ("spatial", "a cat on the left of a dog"),
+    ]
     assert prompts[1].id == "color_val.txt:3"
 
 

@@ -35,12 +35,23 @@ def test_guided_ddim_sampling_equals_diffusers_pipeline(sd_folder):
     pipe = StableDiffusionPipeline.from_pretrained(sd_folder, local_files_only=True)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     latents = torch.randn(2, *model.sample_shape, generator=torch.Generator().manual_seed(3))
-    theirs = pipe(PROMPTS, latents=latents.clone(), num_inference_steps=4, guidance_scale=4.0,
-                  eta=0.0, output_type="pt").images  # fmt: skip
+    theirs = pipe(
+        PROMPTS,
+        latents=latents.clone(),
+        num_inference_steps=4,
+        guidance_scale=4.0,
+        eta=0.0,
+        output_type="pt",
+    ).images
     with torch.no_grad():
         cond = model.encode_condition(PROMPTS)
-        traj = sample_diffusion(model.guided(cond), model.scheduler("ddim"), latents.clone(),
-                                num_steps=4, generator=torch.Generator().manual_seed(0))  # fmt: skip
+        traj = sample_diffusion(
+            model.guided(cond),
+            model.scheduler("ddim"),
+            latents.clone(),
+            num_steps=4,
+            generator=torch.Generator().manual_seed(0),
+        )
         ours = model.decode(traj.sample)
     assert ours.shape == theirs.shape == (2, 3, 16, 16)
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
@@ -59,11 +70,18 @@ def test_methods_run_unchanged_through_the_sd_adapter(sd_folder, name, tmp_path)
         ref = model.denoise(x, t, cond)
     method = {
         "graft": lambda: Graft(model, GraftConfig(loop=loop, optim=unet)),
-        "pgraft_lora": lambda: PGraft(model, PGraftConfig(
-            loop=loop, intermediate_step=1,
-            optim=OptimConfig(trainable="lora", lora=LoraSettings(rank=2), batch_size=2, lr=1e-3))),
+        "pgraft_lora": lambda: PGraft(
+            model,
+            PGraftConfig(
+                loop=loop,
+                intermediate_step=1,
+                optim=OptimConfig(
+                    trainable="lora", lora=LoraSettings(rank=2), batch_size=2, lr=1e-3
+                ),
+            ),
+        ),
         "ddpo": lambda: DDPO(model, DDPOConfig(loop=loop, optim=unet, clip_range=0.2)),
-    }[name]()  # fmt: skip
+    }[name]()
 
     def brightness(images, prompts):  # a stand-in reward on the decoded images
         assert images.dtype == np.uint8 and len(images) == len(prompts)

@@ -68,28 +68,52 @@ RED_CIRCLE, BLUE_SQUARE = Entity("red", "circle"), Entity("blue", "square")
     "prompt, good, bad, bad_score",
     [
         # wrong colour, wrong shape
-        (make_prompt("single", RED_CIRCLE), [obj("red", "circle", 0.5, 0.5)],
-         [obj("blue", "circle", 0.5, 0.5)], 0.0),
-        (make_prompt("single", RED_CIRCLE), [obj("red", "circle", 0.5, 0.5)],
-         [obj("red", "square", 0.5, 0.5)], 0.0),
-        (make_prompt("single", BLUE_SQUARE), [obj("blue", "square", 0.3, 0.6, 0.2)],
-         [obj("blue", "triangle", 0.3, 0.6, 0.2)], 0.0),
+        (
+            make_prompt("single", RED_CIRCLE),
+            [obj("red", "circle", 0.5, 0.5)],
+            [obj("blue", "circle", 0.5, 0.5)],
+            0.0,
+        ),
+        (
+            make_prompt("single", RED_CIRCLE),
+            [obj("red", "circle", 0.5, 0.5)],
+            [obj("red", "square", 0.5, 0.5)],
+            0.0,
+        ),
+        (
+            make_prompt("single", BLUE_SQUARE),
+            [obj("blue", "square", 0.3, 0.6, 0.2)],
+            [obj("blue", "triangle", 0.3, 0.6, 0.2)],
+            0.0,
+        ),
         # wrong count: one too few, one too many
-        (make_prompt("counting", BLUE_SQUARE, n=3),
-         [obj("blue", "square", x, 0.3, 0.2) for x in (0.2, 0.5, 0.8)],
-         [obj("blue", "square", x, 0.3, 0.2) for x in (0.2, 0.5)], 0.5),
-        (make_prompt("counting", BLUE_SQUARE, n=2),
-         [obj("blue", "square", x, 0.3, 0.2) for x in (0.2, 0.5)],
-         [obj("blue", "square", x, 0.3, 0.2) for x in (0.2, 0.5, 0.8)], 0.5),
+        (
+            make_prompt("counting", BLUE_SQUARE, n=3),
+            [obj("blue", "square", x, 0.3, 0.2) for x in (0.2, 0.5, 0.8)],
+            [obj("blue", "square", x, 0.3, 0.2) for x in (0.2, 0.5)],
+            0.5,
+        ),
+        (
+            make_prompt("counting", BLUE_SQUARE, n=2),
+            [obj("blue", "square", x, 0.3, 0.2) for x in (0.2, 0.5)],
+            [obj("blue", "square", x, 0.3, 0.2) for x in (0.2, 0.5, 0.8)],
+            0.5,
+        ),
         # attributes swapped between the objects; a missing object
-        (make_prompt("colour_attribution", RED_CIRCLE, BLUE_SQUARE),
-         [obj("red", "circle", 0.25, 0.5), obj("blue", "square", 0.75, 0.5)],
-         [obj("blue", "circle", 0.25, 0.5), obj("red", "square", 0.75, 0.5)], 0.0),
-        (make_prompt("colour_attribution", RED_CIRCLE, BLUE_SQUARE),
-         [obj("red", "circle", 0.25, 0.5), obj("blue", "square", 0.75, 0.5)],
-         [obj("red", "circle", 0.25, 0.5)], 0.5),
+        (
+            make_prompt("colour_attribution", RED_CIRCLE, BLUE_SQUARE),
+            [obj("red", "circle", 0.25, 0.5), obj("blue", "square", 0.75, 0.5)],
+            [obj("blue", "circle", 0.25, 0.5), obj("red", "square", 0.75, 0.5)],
+            0.0,
+        ),
+        (
+            make_prompt("colour_attribution", RED_CIRCLE, BLUE_SQUARE),
+            [obj("red", "circle", 0.25, 0.5), obj("blue", "square", 0.75, 0.5)],
+            [obj("red", "circle", 0.25, 0.5)],
+            0.5,
+        ),
     ],
-)  # fmt: skip
+)
 def test_verifier_fails_scenes_that_violate_the_prompt(prompt, good, bad, bad_score):
     ok = verify(render(Scene(tuple(good))), prompt)
     assert ok.correct and ok.score == 1.0  # the control: the same layout done right passes
@@ -101,8 +125,12 @@ def test_verifier_fails_scenes_that_violate_the_prompt(prompt, good, bad, bad_sc
 def pair_scene(relation: str, along: float, across: float) -> Scene:
     """A red circle and a blue square, the square offset from the circle by `along` in the
     relation's direction (so the circle stands <relation> the square) and `across` sideways."""
-    dx, dy = {"left_of": (along, across), "right_of": (-along, across),
-              "above": (across, along), "below": (across, -along)}[relation]  # fmt: skip
+    dx, dy = {
+        "left_of": (along, across),
+        "right_of": (-along, across),
+        "above": (across, along),
+        "below": (across, -along),
+    }[relation]
     x, y = 0.5 - dx / 2, 0.5 - dy / 2
     return Scene((obj("red", "circle", x, y, 0.2), obj("blue", "square", x + dx, y + dy, 0.2)))
 
@@ -134,8 +162,12 @@ def test_scenes_lie_inside_the_image_apart_and_satisfy_relations():
             (a,) = [o for o in objs if (o.colour, o.shape) == (r.subject.colour, r.subject.shape)]
             (b,) = [o for o in objs if (o.colour, o.shape) == (r.other.colour, r.other.shape)]
             dx, dy = b.x - a.x, b.y - a.y
-            along, across = {"left_of": (dx, dy), "right_of": (-dx, dy), "above": (dy, dx),
-                             "below": (-dy, dx)}[r.relation]  # fmt: skip
+            along, across = {
+                "left_of": (dx, dy),
+                "right_of": (-dx, dy),
+                "above": (dy, dx),
+                "below": (-dy, dx),
+            }[r.relation]
             assert along > (a.size + b.size) / 2 and abs(across) < along
 
 

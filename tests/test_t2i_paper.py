@@ -44,14 +44,18 @@ def paper_config(tmp_path, sd_folder) -> dict:
     prompts = tmp_path / "evaluation_metadata.jsonl"
     prompts.write_text("".join(json.dumps(p) + "\n" for p in GENEVAL))
     cfg = to_dict(resolve(workflow_config("smoke"), "t2i"))
-    cfg.update(methods=["base", "graft", "pgraft", "ddpo"], finetune_prompts=0,
-               prompts={"source": "geneval", "path": str(prompts), "heldout_fraction": 0.25},
-               scorer=stand_in(tmp_path, BRIGHT),
-               stable_diffusion={"path": str(sd_folder), "guidance_scale": 3.0})  # fmt: skip
+    cfg.update(
+        methods=["base", "graft", "pgraft", "ddpo"],
+        finetune_prompts=0,
+        prompts={"source": "geneval", "path": str(prompts), "heldout_fraction": 0.25},
+        scorer=stand_in(tmp_path, BRIGHT),
+        stable_diffusion={"path": str(sd_folder), "guidance_scale": 3.0},
+    )
     lora = {"trainable": "lora", "lora": {"rank": 2}, "lr": 1e-3, "batch_size": 4}
     for method in ("graft", "pgraft", "ddpo"):
-        cfg[method]["loop"].update(reward_budget=8, prompts_per_round=2, samples_per_prompt=2,
-                                   num_steps=3, sample_batch=8)  # fmt: skip
+        cfg[method]["loop"].update(
+            reward_budget=8, prompts_per_round=2, samples_per_prompt=2, num_steps=3, sample_batch=8
+        )
         cfg[method]["optim"] = dict(lora)
     cfg["graft"]["selection"]["k"] = cfg["pgraft"]["selection"]["k"] = 1
     cfg["pgraft"]["intermediate_steps"] = [1]
@@ -110,16 +114,46 @@ def test_sd_base_with_a_scorer_runs_every_method_through_the_verbs(tmp_path, sd_
     assert main(["pretrain", *common, "--out", str(model)]) == 0
     ckpt = records.load_checkpoint(model)
     assert ckpt["model"] == {} and ckpt["config"]["model"]["path"] == str(sd_folder)
-    assert main(["evaluate-model", *common, "--model", str(model), "--seed", "0",
-                 "--out", str(results / "base/seed0")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate-model",
+                *common,
+                "--model",
+                str(model),
+                "--seed",
+                "0",
+                "--out",
+                str(results / "base/seed0"),
+            ]
+        )
+        == 0
+    )
     base = records.read_json(results / "base/seed0/eval.json")
     assert 0 <= base["heldout_reward"] <= 1 and "heldout_accuracy" not in base
     assert {"heldout_reward_single_object", "heldout_reward_colors"} <= set(base)
     base_images = str(results / "base/seed0/images.npz")
     for run in ("graft", "pgraft1", "ddpo"):
         out = results / run / "seed0"
-        assert main(["finetune", *common, "--model", str(model), "--run", run, "--seed", "0",
-                     "--base-images", base_images, "--out", str(out)]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "finetune",
+                    *common,
+                    "--model",
+                    str(model),
+                    "--run",
+                    run,
+                    "--seed",
+                    "0",
+                    "--base-images",
+                    base_images,
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         m = records.read_json(out / "metrics.json")
         assert m["reward_queries"] == 8 and m["evaluator"] == "stand-in 1.2"
         saved = records.load_checkpoint(out / "model.pt")["model"]
@@ -127,8 +161,23 @@ def test_sd_base_with_a_scorer_runs_every_method_through_the_verbs(tmp_path, sd_
         assert records.read_json(out / "eval.json")["drift"] > 0
     table = tmp_path / "tables" / "t2i.csv"
     figures = [str(tmp_path / f"figures/{n}.png") for n in ("curve", "ni", "samples")]
-    assert main(["aggregate", "--task", "t2i", "--results", str(results), "--table", str(table),
-                 "--profile", "paper", *sum((["--figure", f] for f in figures), [])]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "aggregate",
+                "--task",
+                "t2i",
+                "--results",
+                str(results),
+                "--table",
+                str(table),
+                "--profile",
+                "paper",
+                *sum((["--figure", f] for f in figures), []),
+            ]
+        )
+        == 0
+    )
     md = table.with_suffix(".md").read_text()
     assert "external scorer stand-in 1.2" in md and "geneval" in md
     assert "heldout_reward_colors" in md and str(sd_folder) in md

@@ -38,37 +38,55 @@ def with_change(change) -> dict:
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda c: c["ddpo"]["loop"].update(reward_budget=64),
-         r"t2i.ddpo.loop.reward_budget: 64 differs from t2i.graft.loop.reward_budget \(32\)"),
-        (lambda c: c["evaluate"].update(num_steps=6),
-         r"t2i.pgraft.loop.num_steps: 4 must equal t2i.evaluate.num_steps \(6\)"),
+        (
+            lambda c: c["ddpo"]["loop"].update(reward_budget=64),
+            r"t2i.ddpo.loop.reward_budget: 64 differs from t2i.graft.loop.reward_budget \(32\)",
+        ),
+        (
+            lambda c: c["evaluate"].update(num_steps=6),
+            r"t2i.pgraft.loop.num_steps: 4 must equal t2i.evaluate.num_steps \(6\)",
+        ),
         (lambda c: c.update(methods=["graft"]), r"t2i.methods: must include 'base'"),
-        (lambda c: c["pgraft"].update(intermediate_steps=[2, 4]),
-         r"pgraft.intermediate_steps: 4 must lie in 1..pgraft.loop.num_steps - 1 = 3"),
+        (
+            lambda c: c["pgraft"].update(intermediate_steps=[2, 4]),
+            r"pgraft.intermediate_steps: 4 must lie in 1..pgraft.loop.num_steps - 1 = 3",
+        ),
         (lambda c: c.update(methods=["base", "rlhf"]), r"t2i.methods\[1\]: 'rlhf'"),
         (lambda c: c["evaluate"].update(curve_every=0), r"t2i.evaluate.curve_every: 0"),
-        (lambda c: c["evaluate"].update(train_samples_per_prompt=0),
-         r"t2i.evaluate.train_samples_per_prompt: 0 must be at least 1"),
+        (
+            lambda c: c["evaluate"].update(train_samples_per_prompt=0),
+            r"t2i.evaluate.train_samples_per_prompt: 0 must be at least 1",
+        ),
         (lambda c: c.update(finetune_prompts=-1), r"t2i.finetune_prompts: -1 must be >= 0"),
         (lambda c: c["ddpo"].update(log_prob="max"), r"t2i.ddpo.log_prob: 'max'"),
-        (lambda c: c["evaluate"].update(n_train_prompts=32),
-         r"t2i.evaluate.n_train_prompts: no longer a key; use t2i.finetune_prompts"),
+        (
+            lambda c: c["evaluate"].update(n_train_prompts=32),
+            r"t2i.evaluate.n_train_prompts: no longer a key; use t2i.finetune_prompts",
+        ),
     ],
-)  # fmt: skip
+)
 def test_config_rules_name_the_key(change, message):
     with pytest.raises(ConfigError, match=message):
         parse(T2IConfig, with_change(change), "t2i")
 
 
 def test_unequal_budgets_are_allowed_when_the_method_is_off():
-    cfg = with_change(lambda c: (c["ddpo"]["loop"].update(reward_budget=64),
-                                 c.update(methods=["base", "graft", "pgraft"])))  # fmt: skip
+    cfg = with_change(
+        lambda c: (
+            c["ddpo"]["loop"].update(reward_budget=64),
+            c.update(methods=["base", "graft", "pgraft"]),
+        )
+    )
     assert parse(T2IConfig, cfg, "t2i").runs() == ["base", "graft", "pgraft2"]
 
 
 def test_runs_in_table_order():
-    cfg = with_change(lambda c: (c.update(methods=["ddpo", "base", "pgraft"]),
-                                 c["pgraft"].update(intermediate_steps=[3, 1])))  # fmt: skip
+    cfg = with_change(
+        lambda c: (
+            c.update(methods=["ddpo", "base", "pgraft"]),
+            c["pgraft"].update(intermediate_steps=[3, 1]),
+        )
+    )
     assert parse(T2IConfig, cfg, "t2i").runs() == ["ddpo", "base", "pgraft3", "pgraft1"]
 
 
@@ -132,11 +150,41 @@ def test_verbs_pretrain_evaluate_finetune_on_a_tiny_model(tmp_path, capsys):
     common = ["--task", "t2i", "--config", str(tmp_path / "cfg.json")]
     model = str(tmp_path / "model.pt")
     assert main(["pretrain", *common, "--out", model]) == 0
-    assert main(["evaluate-model", *common, "--model", model, "--seed", "0",
-                 "--out", str(tmp_path / "base")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate-model",
+                *common,
+                "--model",
+                model,
+                "--seed",
+                "0",
+                "--out",
+                str(tmp_path / "base"),
+            ]
+        )
+        == 0
+    )
     base_images = str(tmp_path / "base/images.npz")
-    assert main(["finetune", *common, "--model", model, "--run", "pgraft2", "--seed", "0",
-                 "--base-images", base_images, "--out", str(tmp_path / "pg")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "finetune",
+                *common,
+                "--model",
+                model,
+                "--run",
+                "pgraft2",
+                "--seed",
+                "0",
+                "--base-images",
+                base_images,
+                "--out",
+                str(tmp_path / "pg"),
+            ]
+        )
+        == 0
+    )
     m = records.read_json(tmp_path / "pg/metrics.json")
     ev = records.read_json(tmp_path / "pg/eval.json")
     rounds = records.read_jsonl(tmp_path / "pg/rounds.jsonl")
@@ -156,13 +204,47 @@ def test_verbs_pretrain_evaluate_finetune_on_a_tiny_model(tmp_path, capsys):
     assert ev["train_change"] == pytest.approx((run["scores"] - base["scores"])[n_held:].mean())
     # a base evaluation without per-image scores (written before they were kept) is refused
     np.savez(tmp_path / "old.npz", images=base["images"])
-    assert main(["finetune", *common, "--model", model, "--run", "graft", "--seed", "0",
-                 "--base-images", str(tmp_path / "old.npz"), "--out", str(tmp_path / "y")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "finetune",
+                *common,
+                "--model",
+                model,
+                "--run",
+                "graft",
+                "--seed",
+                "0",
+                "--base-images",
+                str(tmp_path / "old.npz"),
+                "--out",
+                str(tmp_path / "y"),
+            ]
+        )
+        == 2
+    )
     assert "has no per-image scores, this config's evaluation makes" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()  # refused before fine-tuning
     # a run name outside the sweep is a config error, reported in one line
-    assert main(["finetune", *common, "--model", model, "--run", "pgraft3", "--seed", "0",
-                 "--base-images", base_images, "--out", str(tmp_path / "x")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "finetune",
+                *common,
+                "--model",
+                model,
+                "--run",
+                "pgraft3",
+                "--seed",
+                "0",
+                "--base-images",
+                base_images,
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
     assert "pgraft3: N_I 3 is not in t2i.pgraft.intermediate_steps" in capsys.readouterr().err
 
 

@@ -20,9 +20,16 @@ from graftbench.sampling.diffusion import sample_diffusion
 from graftbench.t2i.pretrain import pretrain_loss, render_batch
 from graftbench.t2i.scenes import SceneConfig, grammar_words, split_prompts
 
-TINY = dict(block_out_channels=[8, 16], cross_attention_levels=[1], norm_num_groups=4,
-            attention_heads=2, text_hidden_size=16, text_layers=1, text_heads=2,
-            text_intermediate_size=32)  # fmt: skip
+TINY = dict(
+    block_out_channels=[8, 16],
+    cross_attention_levels=[1],
+    norm_num_groups=4,
+    attention_heads=2,
+    text_hidden_size=16,
+    text_layers=1,
+    text_heads=2,
+    text_intermediate_size=32,
+)
 PROMPTS = ["a red circle", "two blue squares", "a green triangle to the left of a red square"]
 
 
@@ -61,7 +68,11 @@ def test_builds_offline_and_every_grammar_word_is_one_token(model, monkeypatch):
     m = tiny(seed=1)
     tok, text = m.tokenizer, m.network.text_encoder.config
     assert (text.vocab_size, text.bos_token_id, text.eos_token_id, text.pad_token_id) == (
-        len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)  # fmt: skip
+        len(tok),
+        tok.bos_token_id,
+        tok.eos_token_id,
+        tok.pad_token_id,
+    )
     assert text.max_position_embeddings == m.cfg.max_length
     for w in grammar_words():
         assert len(tok(w, add_special_tokens=False).input_ids) == 1, w
@@ -145,8 +156,9 @@ def test_training_steps_on_a_fixed_batch_reduce_the_loss(prediction_type):
     losses = []
     for _ in range(30):
         # the same t and noise every step: the loss is one fixed function of the weights
-        loss = denoising_loss(m, x0, m.encode_condition([p.text for p in prompts]),
-                              torch.Generator().manual_seed(0))  # fmt: skip
+        loss = denoising_loss(
+            m, x0, m.encode_condition([p.text for p in prompts]), torch.Generator().manual_seed(0)
+        )
         opt.zero_grad()
         loss.backward()
         if not losses:  # joint training: the prompt's gradient reaches the text encoder
@@ -237,8 +249,10 @@ def test_loads_a_fit_checkpoint_and_rejects_unknown_lora(tmp_path):
     back = Text2ImageAdapter.load(tmp_path / "fit.pt")
     x, t = _inputs(m)
     with torch.no_grad():
-        torch.testing.assert_close(back.denoise(x, t, back.encode_condition(PROMPTS)),
-                                   m.denoise(x, t, m.encode_condition(PROMPTS)))  # fmt: skip
+        torch.testing.assert_close(
+            back.denoise(x, t, back.encode_condition(PROMPTS)),
+            m.denoise(x, t, m.encode_condition(PROMPTS)),
+        )
     m.trainable_parameters("lora")
     records.save_checkpoint(tmp_path / "lora.pt", {"model": m.network.state_dict()}, config)
     with pytest.raises(ValueError, match="pass `lora`"):

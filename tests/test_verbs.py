@@ -38,11 +38,41 @@ def pipeline(tmp_path_factory):
         )
         == 0
     )
-    assert main(["pretrain", "--config", c, "--data", str(data), "--out", str(root / "model.pt"),
-                 "--log", str(root / "curve.jsonl")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "pretrain",
+                "--config",
+                c,
+                "--data",
+                str(data),
+                "--out",
+                str(root / "model.pt"),
+                "--log",
+                str(root / "curve.jsonl"),
+            ]
+        )
+        == 0
+    )
     run = root / "run"
-    assert main(["sample", "--config", c, "--model", str(root / "model.pt"), "--steps", "3",
-                 "--seed", "0", "--out", str(run)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "sample",
+                "--config",
+                c,
+                "--model",
+                str(root / "model.pt"),
+                "--steps",
+                "3",
+                "--seed",
+                "0",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     return root, cfg
 
 
@@ -86,8 +116,19 @@ def test_sample_writes_run_record(pipeline):
 
 def test_sample_is_deterministic(pipeline, tmp_path):
     root, cfg = pipeline
-    args = ["sample", "--config", json.dumps(cfg), "--model", str(root / "model.pt"),
-            "--steps", "3", "--seed", "0", "--out", str(tmp_path)]  # fmt: skip
+    args = [
+        "sample",
+        "--config",
+        json.dumps(cfg),
+        "--model",
+        str(root / "model.pt"),
+        "--steps",
+        "3",
+        "--seed",
+        "0",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(args) == 0
     a = [np.asarray(Image.open(p)) for p in sorted((root / "run/samples").glob("*.png"))]
     b = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "samples").glob("*.png"))]
@@ -97,8 +138,19 @@ def test_sample_is_deterministic(pipeline, tmp_path):
 def test_evaluate_scores_any_folder(pipeline, tmp_path):
     root, _ = pipeline
     out = tmp_path / "eval.json"
-    args = ["evaluate", "--samples", str(root / "run/samples"), "--reference", str(root / "data/test"),
-            "--backend", "trained-cnn", "--feature-net", str(root / "features.pt"), "--out", str(out)]  # fmt: skip
+    args = [
+        "evaluate",
+        "--samples",
+        str(root / "run/samples"),
+        "--reference",
+        str(root / "data/test"),
+        "--backend",
+        "trained-cnn",
+        "--feature-net",
+        str(root / "features.pt"),
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     fid_model = records.read_json(out)["fid"]["trained-cnn"]
     # the real-data floor: a train subset against the test set scores far better than a
@@ -113,9 +165,19 @@ def test_evaluate_rejects_empty_folder_and_bad_conditions(pipeline, tmp_path, ca
     root, _ = pipeline
     empty = tmp_path / "samples"
     empty.mkdir()
-    args = ["evaluate", "--samples", str(empty), "--reference", str(root / "data/test"),
-            "--backend", "trained-cnn", "--feature-net", str(root / "features.pt"),
-            "--out", str(tmp_path / "e.json")]  # fmt: skip
+    args = [
+        "evaluate",
+        "--samples",
+        str(empty),
+        "--reference",
+        str(root / "data/test"),
+        "--backend",
+        "trained-cnn",
+        "--feature-net",
+        str(root / "features.pt"),
+        "--out",
+        str(tmp_path / "e.json"),
+    ]
     assert main(args) == 2
     assert "no images" in capsys.readouterr().err
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(empty / "0.png")
@@ -159,12 +221,28 @@ def test_aggregate_writes_table_and_figure(pipeline, tmp_path):
         run.mkdir(parents=True)
         m = records.read_json(root / "run/metrics.json") | {"seed": seed}
         records.write_json(run / "metrics.json", m)
-        records.write_json(run / "eval.json", {"fid": {"trained-cnn": 10.0 + seed}, "n_samples": 40,
-                                               "n_reference": 40})  # fmt: skip
+        records.write_json(
+            run / "eval.json",
+            {"fid": {"trained-cnn": 10.0 + seed}, "n_samples": 40, "n_reference": 40},
+        )
     records.write_json(task / "real_data_eval.json", {"fid": {"trained-cnn": 1.0}})
     table, fig = tmp_path / "tables/unconditional.csv", tmp_path / "figures/u.png"
-    assert main(["aggregate", "--results", str(task), "--table", str(table), "--figure", str(fig),
-                 "--profile", "smoke"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "aggregate",
+                "--results",
+                str(task),
+                "--table",
+                str(table),
+                "--figure",
+                str(fig),
+                "--profile",
+                "smoke",
+            ]
+        )
+        == 0
+    )
     import pandas as pd
 
     df = pd.read_csv(table)

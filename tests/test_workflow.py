@@ -81,8 +81,11 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     assert (tuned["reward_queries_mean"] == t2i_smoke["graft"]["loop"]["reward_budget"]).all()
     assert (tuned["sampler_nfe_mean"] > 0).all() and (tuned["train_flops_mean"] > 0).all()
     assert t2i["heldout_reward_mean"].between(0, 1).all() and t2i["diversity_mean"].notna().all()
-    per_category = [c[: -len("_mean")] for c in t2i.columns if c.startswith("heldout_acc_")
-                    and c.endswith("_mean")]  # fmt: skip
+    per_category = [
+        c[: -len("_mean")]
+        for c in t2i.columns
+        if c.startswith("heldout_acc_") and c.endswith("_mean")
+    ]
     assert per_category == [f"heldout_acc_{c}" for c in CATEGORIES]  # the grammar's order
     for name in ("t2i_reward_vs_queries", "t2i_pgraft_vs_ni", "t2i_samples"):
         assert (wf / f"results/smoke/figures/{name}.png").stat().st_size > 1000
@@ -101,8 +104,13 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
         "smoke"
     ]
     n_i = lay_smoke["pgraft"]["intermediate_steps"]
-    assert list(lay["run"]) == ["base", "graft", "graft_threshold", *[f"pgraft{n}" for n in n_i],
-                                "ddpo"]  # fmt: skip
+    assert list(lay["run"]) == [
+        "base",
+        "graft",
+        "graft_threshold",
+        *[f"pgraft{n}" for n in n_i],
+        "ddpo",
+    ]
     assert (lay["n_seeds"] == len(lay_smoke["seeds"])).all()
     tuned = lay[lay["run"] != "base"]
     assert (tuned["reward_queries_mean"] == lay_smoke["graft"]["loop"]["reward_budget"]).all()
@@ -115,8 +123,13 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
         "smoke"
     ]
     n_i = mol_smoke["pgraft"]["intermediate_steps"]
-    assert list(mol["run"]) == ["base", "graft", "graft_dedup", *[f"pgraft{n}" for n in n_i],
-                                "ddpo"]  # fmt: skip
+    assert list(mol["run"]) == [
+        "base",
+        "graft",
+        "graft_dedup",
+        *[f"pgraft{n}" for n in n_i],
+        "ddpo",
+    ]
     assert (mol["n_seeds"] == len(mol_smoke["seeds"])).all()
     tuned = mol[mol["run"] != "base"]
     assert (tuned["reward_queries_mean"] == mol_smoke["graft"]["loop"]["reward_budget"]).all()
@@ -148,9 +161,20 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     assert "molecule_samples.png" in html and "molecule.csv" in html
     assert_report_renders(wf / "report.html", tmp_path / "chromium")
     # and the summary verb prints the tables in the terminal
-    summary = subprocess.run([sys.executable, "-m", "graftbench", "summary", "--results",
-                              str(wf / "results"), "--profile", "smoke"],
-                             capture_output=True, text=True)  # fmt: skip
+    summary = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "graftbench",
+            "summary",
+            "--results",
+            str(wf / "results"),
+            "--profile",
+            "smoke",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert summary.returncode == 0 and "FID against FLOPs" in summary.stdout
 
 
@@ -174,16 +198,34 @@ def planned(wf: Path, smoke_override: dict) -> dict[str, int]:
 
 CHROMIUM_FLAGS = [
     # the flags that keep Chromium from reaching for a network this machine does not have
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--virtual-time-budget=5000",
-]  # fmt: skip
-EXPECTED_RESULTS = ["unconditional.csv", "unconditional_fid_vs_flops.png", "inc.csv",
-                    "inc_fid_vs_flops.png", "t2i.csv", "t2i_reward_vs_queries.png",
-                    "t2i_pgraft_vs_ni.png", "t2i_samples.png", "layout.csv",
-                    "layout_reward_vs_queries.png", "layout_pgraft_vs_ni.png",
-                    "layout_samples.png", "molecule.csv", "molecule_reward_vs_queries.png",
-                    "molecule_pgraft_vs_ni.png", "molecule_samples.png"]  # fmt: skip
+]
+EXPECTED_RESULTS = [
+    "unconditional.csv",
+    "unconditional_fid_vs_flops.png",
+    "inc.csv",
+    "inc_fid_vs_flops.png",
+    "t2i.csv",
+    "t2i_reward_vs_queries.png",
+    "t2i_pgraft_vs_ni.png",
+    "t2i_samples.png",
+    "layout.csv",
+    "layout_reward_vs_queries.png",
+    "layout_pgraft_vs_ni.png",
+    "layout_samples.png",
+    "molecule.csv",
+    "molecule_reward_vs_queries.png",
+    "molecule_pgraft_vs_ni.png",
+    "molecule_samples.png",
+]
 
 
 def assert_report_renders(report: Path, scratch: Path) -> None:
@@ -206,8 +248,12 @@ def assert_report_renders(report: Path, scratch: Path) -> None:
     scratch.mkdir(parents=True, exist_ok=True)
     base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={scratch / 'profile'}"]
     shot = scratch / "report.png"
-    run = subprocess.run([*base, "--window-size=1280,900", f"--screenshot={shot}",
-                          report.as_uri()], capture_output=True, text=True, timeout=120)  # fmt: skip
+    run = subprocess.run(
+        [*base, "--window-size=1280,900", f"--screenshot={shot}", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
     grey = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert grey.std() > 10, "the report renders as a blank page"
@@ -215,8 +261,9 @@ def assert_report_renders(report: Path, scratch: Path) -> None:
     # shade depends on when in its CSS transition the screenshot lands (0.19 either way here)
     background = np.bincount(grey.astype(int).ravel()).argmax()
     assert (grey != background).mean() > 0.05, "the report shows almost nothing"
-    dom = subprocess.run([*base, "--dump-dom", report.as_uri()], capture_output=True,
-                         text=True, timeout=120).stdout  # fmt: skip
+    dom = subprocess.run(
+        [*base, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
     rendered = re.sub(r"<script.*?</script>", "", dom, flags=re.S)  # what the page's JS built
     for item in ("Workflow", "Statistics", "Results"):
         assert item in rendered, f"the report's navigation lacks {item!r}"
@@ -241,12 +288,23 @@ def test_lint_is_clean():
 def test_a_subset_of_tasks_plans_only_their_jobs(tmp_path):
     wf = copy_workflow(tmp_path)
     # a --config replaces the profile's whole config list: repeat its profile=smoke
-    run = snakemake(wf, "--profile", "profiles/smoke", "--config", "profile=smoke",
-                    "tasks=[layout]", "-n", timeout=120)  # fmt: skip
+    run = snakemake(
+        wf,
+        "--profile",
+        "profiles/smoke",
+        "--config",
+        "profile=smoke",
+        "tasks=[layout]",
+        "-n",
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "results/smoke/layout/" in run.stdout
-    rules = {line.split()[1].rstrip(":") for line in (run.stdout + run.stderr).splitlines()
-             if line.startswith("rule ")}  # fmt: skip
+    rules = {
+        line.split()[1].rstrip(":")
+        for line in (run.stdout + run.stderr).splitlines()
+        if line.startswith("rule ")
+    }
     assert {"layout_pretrain", "layout_finetune", "layout_table"} <= rules
     assert not any(r.startswith(("unconditional", "t2i", "inc", "molecule")) for r in rules), rules
 
@@ -280,7 +338,7 @@ def test_schema_is_generated_from_the_dataclasses():
         (
             {"unconditional": {"base": {"inc": {"model": {"in_channels": 3}}}}},
             "inc.model.in_channels: 3",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bad_config_fails_before_any_compute(tmp_path, override, expected):
@@ -318,8 +376,13 @@ def test_killed_run_resumes_to_the_same_table(tmp_path):
     assert snakemake(plain, "--profile", "profiles/smoke").returncode == 0
 
     wf = copy_workflow(tmp_path / "killed")
-    proc = subprocess.Popen([SNAKEMAKE, "--profile", "profiles/smoke"], cwd=wf, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [SNAKEMAKE, "--profile", "profiles/smoke"],
+        cwd=wf,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     # kill once the first run of any task has finished: which task's jobs Snakemake starts
     # first is its own choice, so the test must not wait on one task's branch
     deadline = time.time() + 900

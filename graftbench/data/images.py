@@ -95,9 +95,11 @@ def _load_folder(root: str | None, size: int, channels: int) -> np.ndarray:
     for f in files:
         img = open_image(f)
         if min(img.size) < size:
-            raise InputError(f"{f}: {img.size[0]}x{img.size[1]} is smaller than "
-                             f"data.image_size {size} and would be upscaled; remove it or "
-                             "lower data.image_size")  # fmt: skip
+            raise InputError(
+                f"{f}: {img.size[0]}x{img.size[1]} is smaller than "
+                f"data.image_size {size} and would be upscaled; remove it or "
+                "lower data.image_size"
+            )
         out.append(np.asarray(img.convert(mode).resize((size, size), Image.BICUBIC)))
     out = np.stack(out)
     return out[..., None] if out.ndim == 3 else out

@@ -42,8 +42,13 @@ TEXT, TITLE, LIST, TABLE, FIGURE = range(len(CLASSES))
 _BODY_CUM = np.cumsum([0.66, 0.15, 0.05, 0.07, 0.07]).tolist()
 # Block height (fraction of the page) = lo + span * u**power, u ~ U[0, 1): text is skewed to
 # short paragraphs with a long tail, titles are one or two lines.
-_HEIGHT = {TEXT: (0.05, 0.45, 1.2), TITLE: (0.012, 0.025, 1.0), LIST: (0.06, 0.16, 1.0),
-           TABLE: (0.10, 0.25, 1.0), FIGURE: (0.12, 0.25, 1.0)}  # fmt: skip
+_HEIGHT = {
+    TEXT: (0.05, 0.45, 1.2),
+    TITLE: (0.012, 0.025, 1.0),
+    LIST: (0.06, 0.16, 1.0),
+    TABLE: (0.10, 0.25, 1.0),
+    FIGURE: (0.12, 0.25, 1.0),
+}
 _MIN_FLOW = 0.04  # text at least this high fills a column's leftover space (it flows on)
 _NARROW_FIGURE = 0.4  # probability that a figure is narrower than its column and centred
 
@@ -81,8 +86,10 @@ class Layout:
         boxes = np.asarray(self.boxes, dtype=np.float64)
         n = len(classes)
         if classes.shape != (n,) or boxes.shape != (n, 4) or n < 1:
-            raise ValueError(f"a layout needs classes (n,) and boxes (n, 4) with n >= 1, got "
-                             f"{classes.shape} and {boxes.shape}")  # fmt: skip
+            raise ValueError(
+                f"a layout needs classes (n,) and boxes (n, 4) with n >= 1, got "
+                f"{classes.shape} and {boxes.shape}"
+            )
         if classes.min() < 0 or classes.max() >= PAD:
             raise ValueError(f"class ids must lie in 0..{PAD - 1}, got {classes.tolist()}")
         object.__setattr__(self, "classes", classes)
@@ -220,8 +227,10 @@ def read_json(path: str | Path) -> list[Layout]:
             if not _numbers(box, 4):
                 raise InputError(f"{where}: boxes[{j}] is not 4 finite numbers: {box!r}")
         if len(names) != len(boxes) or not names:
-            raise InputError(f"{where}: {len(names)} classes and {len(boxes)} boxes; "
-                             "need the same number, at least 1")  # fmt: skip
+            raise InputError(
+                f"{where}: {len(names)} classes and {len(boxes)} boxes; "
+                "need the same number, at least 1"
+            )
         out.append(Layout(np.array([ids[n] for n in names]), np.array(boxes, dtype=np.float64)))
     return out
 
@@ -245,8 +254,10 @@ def load_coco(path: str | Path, max_elements: int) -> list[Layout]:
     for i, cat in enumerate(data["categories"]):
         name = _get(path, f"categories[{i}]", cat, "name", str)
         if name.lower() not in CLASSES:
-            raise InputError(f"{path}: categories[{i}]: name {name!r} is not a layout class; "
-                             f"expected one of {', '.join(CLASSES)} (any case)")  # fmt: skip
+            raise InputError(
+                f"{path}: categories[{i}]: name {name!r} is not a layout class; "
+                f"expected one of {', '.join(CLASSES)} (any case)"
+            )
         cats[_get(path, f"categories[{i}]", cat, "id", int)] = CLASSES.index(name.lower())
     sizes = {}
     for i, img in enumerate(data["images"]):

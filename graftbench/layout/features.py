@@ -32,9 +32,16 @@ class LayoutFeatureConfig:
     heads: int = 4  # attention heads (must divide width)
     dim: int = 64  # feature dimension (the FID's Gaussian lives in R^dim)
     max_jitter: float = 0.05  # largest std of the box perturbation (page units)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1500, batch_size=128, lr=1e-3, warmup=100, ema_decay=0.0, checkpoint_every=500,
-    ))  # fmt: skip
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=1500,
+            batch_size=128,
+            lr=1e-3,
+            warmup=100,
+            ema_decay=0.0,
+            checkpoint_every=500,
+        )
+    )
 
     def __post_init__(self):
         for key in ("width", "layers", "heads", "dim"):
@@ -55,8 +62,9 @@ class LayoutFeatureNet(nn.Module):
         self.cls = nn.Embedding(PAD + 1, d)
         self.pos = nn.Parameter(torch.randn(max_elements + 1, d) * 0.02)
         self.query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
-        layer = nn.TransformerEncoderLayer(d, cfg.heads, 4 * d, dropout=0.0, batch_first=True,
-                                           norm_first=True)  # fmt: skip
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.heads, 4 * d, dropout=0.0, batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.to_feature = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.dim))
         self.real_head = nn.Linear(cfg.dim, 1)
@@ -73,13 +81,20 @@ class LayoutFeatureNet(nn.Module):
     def forward(self, boxes, classes, mask):
         f = self.features(boxes, classes, mask)
         length = classes.shape[1]
-        dec_in = torch.cat([f[:, None].expand(-1, length, -1),
-                            self.dec_cls(classes) + self.pos[1 : length + 1]], -1)  # fmt: skip
+        dec_in = torch.cat(
+            [f[:, None].expand(-1, length, -1), self.dec_cls(classes) + self.pos[1 : length + 1]],
+            -1,
+        )
         return f, self.real_head(f).squeeze(-1), self.dec(dec_in)
 
 
-def feature_loss(net: LayoutFeatureNet, boxes: np.ndarray, classes: np.ndarray, mask: np.ndarray,
-                 cfg: LayoutFeatureConfig) -> Callable[[int, torch.Generator], torch.Tensor]:  # fmt: skip
+def feature_loss(
+    net: LayoutFeatureNet,
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    mask: np.ndarray,
+    cfg: LayoutFeatureConfig,
+) -> Callable[[int, torch.Generator], torch.Tensor]:
     """loss_fn(step, generator) for `train.fit`: padded training layouts boxes (n, L, 4),
     classes (n, L), mask (n, L); a random batch per step, half of it jittered. The batch and
     jitter come from fit's CPU generator and move to the network's device."""
@@ -103,8 +118,13 @@ def feature_loss(net: LayoutFeatureNet, boxes: np.ndarray, classes: np.ndarray, 
 
 
 @torch.no_grad()
-def extract(net: LayoutFeatureNet, boxes: np.ndarray, classes: np.ndarray, mask: np.ndarray,
-            batch_size: int = 1024) -> np.ndarray:  # fmt: skip
+def extract(
+    net: LayoutFeatureNet,
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    mask: np.ndarray,
+    batch_size: int = 1024,
+) -> np.ndarray:
     """Features (n, dim) float64 of padded layouts, computed on the network's device."""
     net.eval()
     dev = net.pos.device

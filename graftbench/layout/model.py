@@ -63,8 +63,9 @@ class LayoutDenoiser(nn.Module):
         self.pos = nn.Parameter(torch.randn(cfg.max_elements, d) * 0.02)
         self.time_proj = Timesteps(d, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_emb = TimestepEmbedding(d, d)
-        layer = nn.TransformerEncoderLayer(d, cfg.heads, 4 * d, dropout=0.0, activation="gelu",
-                                           batch_first=True, norm_first=True)  # fmt: skip
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.heads, 4 * d, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 4))
         nn.init.zeros_(self.out[1].weight)  # start as "predict 0", a stable first step
@@ -97,8 +98,10 @@ class LayoutAdapter(ModelAdapter):
         ids = torch.full((len(conditions), self.cfg.max_elements), PAD, dtype=torch.long)
         for i, names in enumerate(conditions):
             if not 1 <= len(names) <= self.cfg.max_elements:
-                raise ValueError(f"condition {i}: {len(names)} elements; the model takes "
-                                 f"1..{self.cfg.max_elements}")  # fmt: skip
+                raise ValueError(
+                    f"condition {i}: {len(names)} elements; the model takes "
+                    f"1..{self.cfg.max_elements}"
+                )
             ids[i, : len(names)] = torch.tensor([CLASSES.index(n) for n in names])
         return ids.to(self.device)
 
@@ -123,9 +126,13 @@ class LayoutAdapter(ModelAdapter):
         from diffusers import DDIMScheduler, DDPMScheduler
 
         c = self.cfg
-        common = dict(num_train_timesteps=c.num_train_timesteps, beta_schedule=c.beta_schedule,
-                      prediction_type=c.prediction_type, timestep_spacing=c.timestep_spacing,
-                      clip_sample=True)  # fmt: skip
+        common = dict(
+            num_train_timesteps=c.num_train_timesteps,
+            beta_schedule=c.beta_schedule,
+            prediction_type=c.prediction_type,
+            timestep_spacing=c.timestep_spacing,
+            clip_sample=True,
+        )
         if kind == "ddpm":
             return DDPMScheduler(**common, variance_type="fixed_small")
         if kind == "ddim":

@@ -64,16 +64,19 @@ class DDPOConfig:
 
     def __post_init__(self):
         if self.loop.scheduler != "ddim" or self.loop.eta <= 0:
-            raise ConfigError(f"loop: DDPO needs scheduler 'ddim' with eta > 0, got "
-                              f"{self.loop.scheduler!r} with eta {self.loop.eta}")  # fmt: skip
+            raise ConfigError(
+                f"loop: DDPO needs scheduler 'ddim' with eta > 0, got "
+                f"{self.loop.scheduler!r} with eta {self.loop.eta}"
+            )
         if not 0 < self.timestep_fraction <= 1:
             raise ConfigError(f"timestep_fraction: {self.timestep_fraction} not in (0, 1]")
         if self.inner_epochs < 1 or self.clip_range <= 0:
             raise ConfigError("inner_epochs must be >= 1 and clip_range > 0")
 
 
-def transition_log_prob(scheduler, out: torch.Tensor, t: torch.Tensor, x: torch.Tensor,
-                        nxt: torch.Tensor, eta: float) -> torch.Tensor:  # fmt: skip
+def transition_log_prob(
+    scheduler, out: torch.Tensor, t: torch.Tensor, x: torch.Tensor, nxt: torch.Tensor, eta: float
+) -> torch.Tensor:
     """log pi(nxt | x) of one DDIM step from timestep t, (batch,), differentiable in `out`.
 
     The step is Gaussian (Song et al. 2021, eq. 12): mean sqrt(abar_prev) x0_hat +
@@ -89,8 +92,9 @@ def transition_log_prob(scheduler, out: torch.Tensor, t: torch.Tensor, x: torch.
     return gaussian_log_prob(nxt, mean, std)
 
 
-def ppo_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
-             clip_range: float) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def ppo_loss(
+    log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, clip_range: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO's clipped surrogate, as a loss: mean(max(-A rho, -A clip(rho, 1 -+ eps))), and rho.
     All (batch,). Once rho leaves [1 - eps, 1 + eps] in the direction A favours, the loss is
     flat, so one batch cannot push the policy far from the one that sampled it."""
@@ -133,13 +137,16 @@ class DDPO:
 
     def state_dict(self) -> dict:
         """The updater's state and the per-prompt reward windows (advantages depend on them)."""
-        return {**self.updater.state_dict(),
-                "prompt_stats": {k: list(v) for k, v in self.tracker.stats.items()}}  # fmt: skip
+        return {
+            **self.updater.state_dict(),
+            "prompt_stats": {k: list(v) for k, v in self.tracker.stats.items()},
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.updater.load_state_dict(state)
-        self.tracker.stats = {k: deque(v, maxlen=self.tracker.buffer)
-                              for k, v in state["prompt_stats"].items()}  # fmt: skip
+        self.tracker.stats = {
+            k: deque(v, maxlen=self.tracker.buffer) for k, v in state["prompt_stats"].items()
+        }
 
     def _denoiser(self, inputs: list, grad: bool = False):
         return denoiser(self.model, inputs, self.cfg.loop.guidance_scale, grad)
@@ -147,8 +154,15 @@ class DDPO:
     def sample(self, inputs: list, generator: torch.Generator) -> Rollout:
         """Trajectories with every state (batch, *sample_shape) and the log-probs
         (batch, n_stochastic) of their stochastic steps."""
-        return sample_segments(self.model, [(self._denoiser, None)], self.scheduler, inputs,
-                               self.cfg.loop, generator, keep=None)  # fmt: skip
+        return sample_segments(
+            self.model,
+            [(self._denoiser, None)],
+            self.scheduler,
+            inputs,
+            self.cfg.loop,
+            generator,
+            keep=None,
+        )
 
     def advantages(self, inputs: list, rewards: torch.Tensor) -> torch.Tensor:
         """rewards (batch,), finite (loop.run stops on a non-finite one) -> clipped
@@ -198,10 +212,15 @@ class DDPO:
                     first_dev = (torch.cat(ratios) - 1).abs().max().item()
                 self.updater.step()
         # n_accepted: every trajectory is trained on (the column GRAFT's rows also have)
-        return {"n_accepted": len(adv), "policy_loss": float(np.mean(losses)),
-                "approx_kl": float(np.mean(kls)), "clipfrac": float(np.mean(clipped)),
-                "ratio_first_dev": first_dev, "advantage_abs_mean": adv.abs().mean().item(),
-                "train_examples": len(adv) * n_train * cfg.inner_epochs}  # fmt: skip
+        return {
+            "n_accepted": len(adv),
+            "policy_loss": float(np.mean(losses)),
+            "approx_kl": float(np.mean(kls)),
+            "clipfrac": float(np.mean(clipped)),
+            "ratio_first_dev": first_dev,
+            "advantage_abs_mean": adv.abs().mean().item(),
+            "train_examples": len(adv) * n_train * cfg.inner_epochs,
+        }
 
 
 def _hashable(key: object) -> object:

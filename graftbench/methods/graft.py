@@ -96,12 +96,19 @@ class Graft:
     of a decoded sample.
     """
 
-    def __init__(self, model: ModelAdapter, cfg: GraftConfig, loss_fn: DenoisingLoss | None = None,
-                 dedup_key: Callable[[Any], Hashable] = sample_key):  # fmt: skip
+    def __init__(
+        self,
+        model: ModelAdapter,
+        cfg: GraftConfig,
+        loss_fn: DenoisingLoss | None = None,
+        dedup_key: Callable[[Any], Hashable] = sample_key,
+    ):
         self.model, self.cfg, self.loss_fn, self.dedup_key = model, cfg, loss_fn, dedup_key
         if cfg.anchor and (loss_fn is not None or hasattr(model, "training_loss")):
-            raise ConfigError(f"anchor: {cfg.anchor}; it anchors the denoising loss, and this "
-                              "model trains with its own loss (set anchor: 0)")  # fmt: skip
+            raise ConfigError(
+                f"anchor: {cfg.anchor}; it anchors the denoising loss, and this "
+                "model trains with its own loss (set anchor: 0)"
+            )
         # the pre-trained model, copied before the Updater touches (or adds LoRA to) the network
         self.anchor_base = frozen_copy(model) if cfg.anchor else None
         self.scheduler = model.scheduler(cfg.loop.scheduler)
@@ -119,16 +126,25 @@ class Graft:
     def sample(self, inputs: list, generator: torch.Generator) -> Rollout:
         """(batch,) inputs -> Rollout with x_0 (batch, *sample_shape), no other state kept."""
         n = self.cfg.loop.num_steps
-        return sample_segments(self.model, [(self._factory(self.model), None)], self.scheduler,
-                               inputs, self.cfg.loop, generator, keep={n})  # fmt: skip
+        return sample_segments(
+            self.model,
+            [(self._factory(self.model), None)],
+            self.scheduler,
+            inputs,
+            self.cfg.loop,
+            generator,
+            keep={n},
+        )
 
     def accept(self, rollout: Rollout, rewards: torch.Tensor, generator: torch.Generator):
         """rewards (groups, M) -> accepted sample indices (n_accepted,) into the rollout."""
         groups, m = rewards.shape
         keys = None
         if self.cfg.selection.dedup:
-            keys = [[self.dedup_key(s) for s in rollout.decoded[i * m : (i + 1) * m]]
-                    for i in range(groups)]  # fmt: skip
+            keys = [
+                [self.dedup_key(s) for s in rollout.decoded[i * m : (i + 1) * m]]
+                for i in range(groups)
+            ]
         return select(rewards, self.cfg.selection, generator, keys).flatten().nonzero().flatten()
 
     def training_data(self, rollout: Rollout) -> tuple[torch.Tensor, DenoisingLoss, dict]:
@@ -137,8 +153,10 @@ class Graft:
             return rollout.final, self.loss_fn, {}
         t_min = self.cfg.t_min
         if t_min >= len(self.model.alphas_cumprod):
-            raise ConfigError(f"t_min: {t_min} must be below the model's "
-                              f"{len(self.model.alphas_cumprod)} training timesteps")  # fmt: skip
+            raise ConfigError(
+                f"t_min: {t_min} must be below the model's "
+                f"{len(self.model.alphas_cumprod)} training timesteps"
+            )
 
         anchor = (self.anchor_base, self.cfg.anchor) if self.anchor_base is not None else None
 
@@ -153,15 +171,20 @@ class Graft:
         """Accept, then fit the accepted samples' training data (`training_data`)."""
         idx = self.accept(rollout, rewards, generator)
         data, loss_fn, extra = self.training_data(rollout)
-        stats = self.train_on(data[idx.to(data.device)], [rollout.inputs[i] for i in idx.tolist()],
-                              loss_fn, generator)  # fmt: skip
+        stats = self.train_on(
+            data[idx.to(data.device)], [rollout.inputs[i] for i in idx.tolist()], loss_fn, generator
+        )
         accepted = rewards.flatten()[idx]  # finite: loop.run stops on a non-finite reward
-        return {"n_accepted": len(idx),
-                "accepted_reward_mean": accepted.mean().item() if len(accepted) else float("nan"),
-                **extra, **stats}  # fmt: skip
+        return {
+            "n_accepted": len(idx),
+            "accepted_reward_mean": accepted.mean().item() if len(accepted) else float("nan"),
+            **extra,
+            **stats,
+        }
 
-    def train_on(self, x: torch.Tensor, inputs: list, loss_fn: DenoisingLoss,
-                 generator: torch.Generator) -> dict:  # fmt: skip
+    def train_on(
+        self, x: torch.Tensor, inputs: list, loss_fn: DenoisingLoss, generator: torch.Generator
+    ) -> dict:
         """`epochs` shuffled passes over (x (n, ...), inputs (n,)), one optimiser step per
         minibatch of optim.batch_size. An empty accepted set (threshold, RSO) trains nothing."""
         losses, bs = [], self.cfg.optim.batch_size
@@ -175,5 +198,8 @@ class Graft:
                 loss.backward()
                 self.updater.step()
                 losses.append(loss.item())
-        return {"train_loss": float(np.mean(losses)) if losses else float("nan"),
-                "train_steps": len(losses), "train_examples": len(x) * self.cfg.epochs}  # fmt: skip
+        return {
+            "train_loss": float(np.mean(losses)) if losses else float("nan"),
+            "train_steps": len(losses),
+            "train_examples": len(x) * self.cfg.epochs,
+        }

@@ -75,8 +75,13 @@ class Inverted:
 
 
 @torch.no_grad()
-def invert_data(velocity: Velocity, data: torch.Tensor, sigmas: torch.Tensor,
-                cfg: InversionConfig, generator: torch.Generator) -> Inverted:  # fmt: skip
+def invert_data(
+    velocity: Velocity,
+    data: torch.Tensor,
+    sigmas: torch.Tensor,
+    cfg: InversionConfig,
+    generator: torch.Generator,
+) -> Inverted:
     """Invert `data` (n, ...) through the Euler map on `sigmas` (the base sampler), batch by
     batch, then push the noise forward again to measure the reconstruction error."""
     noise, iters, resid, sq, worst, nfe = [], [], [], 0.0, 0.0, 0
@@ -93,14 +98,22 @@ def invert_data(velocity: Velocity, data: torch.Tensor, sigmas: torch.Tensor,
         iters.append(res.iterations)
         resid.append(res.residual)
         nfe += res.nfe * len(x)
-    return Inverted(noise=torch.cat(noise), iterations=torch.stack(iters),
-                    residual=torch.stack(resid), recon_rms=(sq / data.numel()) ** 0.5,
-                    recon_max=worst, nfe=nfe // len(data))  # fmt: skip
+    return Inverted(
+        noise=torch.cat(noise),
+        iterations=torch.stack(iters),
+        residual=torch.stack(resid),
+        recon_rms=(sq / data.numel()) ** 0.5,
+        recon_max=worst,
+        nfe=nfe // len(data),
+    )
 
 
-def corrector_loss(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                   noise: torch.Tensor, batch_size: int, sigma_sampling: str,
-                   ) -> Callable[[int, torch.Generator], torch.Tensor]:  # fmt: skip
+def corrector_loss(
+    denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    noise: torch.Tensor,
+    batch_size: int,
+    sigma_sampling: str,
+) -> Callable[[int, torch.Generator], torch.Tensor]:
     """The flow-matching loss of the corrector, as graftbench.train.fit's loss callable.
 
     The corrector's "data" is the inverted noise z (at sigma = 0) and its source is N(0, I)
@@ -120,9 +133,13 @@ def corrector_loss(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
-def sample(corrector: Velocity | None, base: Velocity, eps: torch.Tensor,
-           corrector_sigmas: torch.Tensor | None, base_sigmas: torch.Tensor,
-           ) -> tuple[torch.Tensor, int, int]:  # fmt: skip
+def sample(
+    corrector: Velocity | None,
+    base: Velocity,
+    eps: torch.Tensor,
+    corrector_sigmas: torch.Tensor | None,
+    base_sigmas: torch.Tensor,
+) -> tuple[torch.Tensor, int, int]:
     """eps (batch, ...) ~ N(0, I) -> corrector -> z -> base -> x; returns (x, corrector NFE,
     base NFE). With corrector None this is the base sampler alone."""
     z, nfe_c = (eps, 0) if corrector is None else solve_flow(corrector, eps, corrector_sigmas)
@@ -143,8 +160,9 @@ def energy_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return (2 * ab - aa - bb).item()
 
 
-def noise_diagnostics(z: torch.Tensor, generator: torch.Generator,
-                      corrected: torch.Tensor | None = None) -> dict:  # fmt: skip
+def noise_diagnostics(
+    z: torch.Tensor, generator: torch.Generator, corrected: torch.Tensor | None = None
+) -> dict:
     """How far the inverted noise z (n, ...) is from N(0, I), and (given `corrected`, samples
     of the corrector) how far the corrector's law is from z's.
 

@@ -72,13 +72,20 @@ class LoopConfig:
     # ranks: the condition order is shared, the rest is drawn per rank from `rank_seed`)
 
     def __post_init__(self):
-        for key in ("reward_budget", "prompts_per_round", "samples_per_prompt", "num_steps",
-                    "sample_batch"):  # fmt: skip
+        for key in (
+            "reward_budget",
+            "prompts_per_round",
+            "samples_per_prompt",
+            "num_steps",
+            "sample_batch",
+        ):
             if getattr(self, key) < 1:
                 raise ConfigError(f"loop.{key}: {getattr(self, key)} must be at least 1")
         if self.reward_budget % self.samples_per_prompt:
-            raise ConfigError(f"loop.reward_budget: {self.reward_budget} must be a multiple of "
-                              f"samples_per_prompt ({self.samples_per_prompt})")  # fmt: skip
+            raise ConfigError(
+                f"loop.reward_budget: {self.reward_budget} must be a multiple of "
+                f"samples_per_prompt ({self.samples_per_prompt})"
+            )
         if self.eta < 0:
             raise ConfigError(f"loop.eta: {self.eta} must be >= 0")
 
@@ -207,14 +214,18 @@ class Updater:
         """What fine-tuning has changed: the trained parameters (in `params` order, which
         the optimiser's state refers to) and the optimiser's moments. Frozen weights are
         rebuilt from the pre-trained checkpoint, so they are not stored again."""
-        return {"params": [p.detach().cpu().clone() for p in self.params],
-                "optimizer": self.opt.state_dict()}  # fmt: skip
+        return {
+            "params": [p.detach().cpu().clone() for p in self.params],
+            "optimizer": self.opt.state_dict(),
+        }
 
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
         if len(state["params"]) != len(self.params):
-            raise ValueError(f"checkpoint has {len(state['params'])} trained tensors, the "
-                             f"model {len(self.params)}")  # fmt: skip
+            raise ValueError(
+                f"checkpoint has {len(state['params'])} trained tensors, the "
+                f"model {len(self.params)}"
+            )
         for p, saved in zip(self.params, state["params"], strict=True):
             p.copy_(saved)
         self.opt.load_state_dict(state["optimizer"])
@@ -224,8 +235,15 @@ Segment = tuple[Callable[[list], Denoiser], int | None]  # (inputs -> callable, 
 
 
 @torch.no_grad()
-def sample_segments(model: ModelAdapter, segments: Sequence[Segment], scheduler, inputs: list,
-                    cfg: LoopConfig, generator: torch.Generator, keep: Iterable[int] | None) -> Rollout:  # fmt: skip
+def sample_segments(
+    model: ModelAdapter,
+    segments: Sequence[Segment],
+    scheduler,
+    inputs: list,
+    cfg: LoopConfig,
+    generator: torch.Generator,
+    keep: Iterable[int] | None,
+) -> Rollout:
     """Sample len(inputs) trajectories from N(0, I), each segment running its own callable
     over steps [previous stop, stop) (P-GRAFT's stitching: fine-tuned to N_I, base after;
     one segment with stop None is ordinary sampling). keep: step indices whose states are
@@ -243,10 +261,19 @@ def sample_segments(model: ModelAdapter, segments: Sequence[Segment], scheduler,
         x = initial(len(chunk), generator, device)
         start, pieces = 0, []
         for factory, stop in segments:
-            pieces.append(sampler(
-                factory(chunk), scheduler, x, num_steps=cfg.num_steps, generator=generator,
-                eta=cfg.eta, keep=keep, start_step=start, stop_step=stop,
-            ))  # fmt: skip
+            pieces.append(
+                sampler(
+                    factory(chunk),
+                    scheduler,
+                    x,
+                    num_steps=cfg.num_steps,
+                    generator=generator,
+                    eta=cfg.eta,
+                    keep=keep,
+                    start_step=start,
+                    stop_step=stop,
+                )
+            )
             x, start = pieces[-1].sample, pieces[-1].timesteps.numel() + start
         parts.append(_join_segments(pieces))
     traj = _join_batches(parts)
@@ -284,10 +311,18 @@ def _join_batches(parts: list[Trajectory]) -> Trajectory:
     )
 
 
-def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *,
-        model_input: Callable[[Any], Any] | None = None, log: str | Path | None = None,
-        on_round: Callable[[dict], dict] | None = None, checkpoint: str | Path | None = None,
-        checkpoint_every_s: float = 60.0) -> list[dict]:  # fmt: skip
+def run(
+    method: Method,
+    conditions: Sequence,
+    reward: Reward,
+    cfg: LoopConfig,
+    *,
+    model_input: Callable[[Any], Any] | None = None,
+    log: str | Path | None = None,
+    on_round: Callable[[dict], dict] | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every_s: float = 60.0,
+) -> list[dict]:
     """Run rounds until `cfg.reward_budget` reward queries are spent; return the log rows.
 
     conditions: the training conditions, passed to the reward as they are (e.g. scenes.Prompt)
@@ -354,8 +389,13 @@ def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *
         raise RuntimeError(f"{checkpoint}: the ranks resume after different rounds")
     saved_at = time.time()
     # quiet when not on a terminal (disable=None), as in train.fit, and off other ranks
-    bar = tqdm(total=cfg.reward_budget, initial=counter.queries, desc="fine-tune (reward queries)",
-               mininterval=5, disable=None if is_writer() else True)  # fmt: skip
+    bar = tqdm(
+        total=cfg.reward_budget,
+        initial=counter.queries,
+        desc="fine-tune (reward queries)",
+        mininterval=5,
+        disable=None if is_writer() else True,
+    )
     while counter.remaining:
         groups = min(cfg.prompts_per_round, counter.remaining // m)
         picked = []
@@ -393,14 +433,26 @@ def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *
             stats = merge_stats([s for _, s in parts], summed=("n_accepted", "train_examples"))
             counter.queries += len(rewards) - len(conds)
         nfe += roll.nfe * len(rewards)
-        row = {"round": len(rows), "reward_queries": counter.queries, "n_prompts": groups,
-               "reward_mean": rewards.mean().item(), "reward_max": rewards.max().item(),
-               "reward_std": rewards.std(correction=0).item(),
-               "sampler_nfe": nfe, "nfe_per_sample": roll.nfe, "sample_s": sample_cost["s"],
-               "reward_s": reward_s, "train_s": train_cost["s"], "elapsed_s": time.time() - t0,
-               **{f"{k}_flops": c["flops"] for k, c in (("sample", sample_cost),
-                                                        ("train", train_cost)) if "flops" in c},
-               **stats}  # fmt: skip
+        row = {
+            "round": len(rows),
+            "reward_queries": counter.queries,
+            "n_prompts": groups,
+            "reward_mean": rewards.mean().item(),
+            "reward_max": rewards.max().item(),
+            "reward_std": rewards.std(correction=0).item(),
+            "sampler_nfe": nfe,
+            "nfe_per_sample": roll.nfe,
+            "sample_s": sample_cost["s"],
+            "reward_s": reward_s,
+            "train_s": train_cost["s"],
+            "elapsed_s": time.time() - t0,
+            **{
+                f"{k}_flops": c["flops"]
+                for k, c in (("sample", sample_cost), ("train", train_cost))
+                if "flops" in c
+            },
+            **stats,
+        }
         if on_round and is_writer():
             row.update(on_round(row))
         rows.append(row)
@@ -410,8 +462,18 @@ def run(method: Method, conditions: Sequence, reward: Reward, cfg: LoopConfig, *
         if checkpoint and from_writer(
             not counter.remaining or time.time() - saved_at >= checkpoint_every_s
         ):
-            save_state(checkpoint, fingerprint, method, g, g_sample, g_train, order, rows, nfe,
-                  counter.queries)  # fmt: skip
+            save_state(
+                checkpoint,
+                fingerprint,
+                method,
+                g,
+                g_sample,
+                g_train,
+                order,
+                rows,
+                nfe,
+                counter.queries,
+            )
             saved_at = time.time()
         bar.update(len(rewards))
         bar.set_postfix(reward=f"{row['reward_mean']:.3f}", refresh=False)

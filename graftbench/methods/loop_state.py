@@ -27,19 +27,25 @@ def check_ranks(method, cfg, size: int) -> None:
     if size == 1:
         return
     if cfg.prompts_per_round % size:
-        raise ConfigError(f"loop.prompts_per_round: {cfg.prompts_per_round} must be a multiple "
-                          f"of the world size ({size} ranks), so each rank gets whole prompt "
-                          "groups")  # fmt: skip
+        raise ConfigError(
+            f"loop.prompts_per_round: {cfg.prompts_per_round} must be a multiple "
+            f"of the world size ({size} ranks), so each rank gets whole prompt "
+            "groups"
+        )
     if cfg.reward_budget % (cfg.samples_per_prompt * size):
-        raise ConfigError(f"loop.reward_budget: {cfg.reward_budget} must be a multiple of "
-                          f"samples_per_prompt x world size ({cfg.samples_per_prompt} x {size}), "
-                          "so the last round's groups split evenly across the ranks")  # fmt: skip
+        raise ConfigError(
+            f"loop.reward_budget: {cfg.reward_budget} must be a multiple of "
+            f"samples_per_prompt x world size ({cfg.samples_per_prompt} x {size}), "
+            "so the last round's groups split evenly across the ranks"
+        )
     sel = getattr(method.cfg, "selection", None)  # GRAFT's family
     if sel is not None and (sel.rule in ("threshold", "rso") or sel.dedup):
-        raise ConfigError(f"selection.rule: {sel.rule!r}{' with dedup' if sel.dedup else ''} "
-                          "accepts a varying number of samples per rank, so the ranks would take "
-                          "different numbers of optimiser steps; on several ranks use top_k or "
-                          "best_of_n without dedup")  # fmt: skip
+        raise ConfigError(
+            f"selection.rule: {sel.rule!r}{' with dedup' if sel.dedup else ''} "
+            "accepts a varying number of samples per rank, so the ranks would take "
+            "different numbers of optimiser steps; on several ranks use top_k or "
+            "best_of_n without dedup"
+        )
 
 
 def save_state(path, fingerprint, method, g, g_sample, g_train, order, rows, nfe, queries) -> None:
@@ -49,13 +55,22 @@ def save_state(path, fingerprint, method, g, g_sample, g_train, order, rows, nfe
     whole = method.state_dict()
     own = {"sample_generator": g_sample.get_state(), "torch_rng": torch.get_rng_state()}
     if size > 1:
-        own |= {"train_generator": g_train.get_state(),
-                "method": {k: v for k, v in whole.items() if k not in REPLICATED}}  # fmt: skip
+        own |= {
+            "train_generator": g_train.get_state(),
+            "method": {k: v for k, v in whole.items() if k not in REPLICATED},
+        }
     ranks = all_gather_objects(own)
     if is_writer():
-        state = {"method": whole, "generator": g.get_state(),
-                 "sample_generator": own["sample_generator"], "torch_rng": own["torch_rng"],
-                 "order": order, "rows": rows, "nfe": nfe, "queries": queries}  # fmt: skip
+        state = {
+            "method": whole,
+            "generator": g.get_state(),
+            "sample_generator": own["sample_generator"],
+            "torch_rng": own["torch_rng"],
+            "order": order,
+            "rows": rows,
+            "nfe": nfe,
+            "queries": queries,
+        }
         if size > 1:
             state["ranks"] = ranks
         records.save_checkpoint(path, state, fingerprint)
@@ -69,9 +84,11 @@ def state_fingerprint(method, conditions: Sequence, size: int = 1) -> dict:
     sampler, optimiser, seed), the training conditions and, on several ranks, their number
     (absent on one process, so single-process checkpoints keep their fingerprint)."""
     cfg = method.cfg
-    out = {"method": type(method).__name__,
-           "config": dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else repr(cfg),
-           "conditions": [repr(c) for c in conditions]}  # fmt: skip
+    out = {
+        "method": type(method).__name__,
+        "config": dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else repr(cfg),
+        "conditions": [repr(c) for c in conditions],
+    }
     if size > 1:
         out["world_size"] = size
     return out
@@ -85,10 +102,14 @@ def resumable(path: str | Path, fingerprint: dict) -> dict | None:
     state = records.load_checkpoint(path)
     if state.get("config") != fingerprint:
         if is_writer():
-            print(f"{path}: written by another method config, condition list or number of "
-                  "ranks; starting over")  # fmt: skip
+            print(
+                f"{path}: written by another method config, condition list or number of "
+                "ranks; starting over"
+            )
         return None
     if is_writer():
-        print(f"{path}: resuming after round {len(state['rows']) - 1} "
-              f"({state['queries']} reward queries spent)")  # fmt: skip
+        print(
+            f"{path}: resuming after round {len(state['rows']) - 1} "
+            f"({state['queries']} reward queries spent)"
+        )
     return state

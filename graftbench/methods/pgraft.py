@@ -48,8 +48,10 @@ class PGraftConfig(GraftConfig):
         if self.anchor:
             raise ConfigError(f"anchor: {self.anchor}; it is GRAFT's (P-GRAFT's loss has none)")
         if not 1 <= self.intermediate_step < self.loop.num_steps:
-            raise ConfigError(f"intermediate_step: {self.intermediate_step} must lie in "
-                              f"1..loop.num_steps - 1 = {self.loop.num_steps - 1}")  # fmt: skip
+            raise ConfigError(
+                f"intermediate_step: {self.intermediate_step} must lie in "
+                f"1..loop.num_steps - 1 = {self.loop.num_steps - 1}"
+            )
 
 
 @dataclass
@@ -71,16 +73,19 @@ class PGraftSweep(GraftConfig):
         n = self.loop.num_steps
         for n_i in self.intermediate_steps:
             if not 1 <= n_i < n:
-                raise ConfigError(f"pgraft.intermediate_steps: {n_i} must lie in "
-                                  f"1..pgraft.loop.num_steps - 1 = {n - 1}")  # fmt: skip
+                raise ConfigError(
+                    f"pgraft.intermediate_steps: {n_i} must lie in "
+                    f"1..pgraft.loop.num_steps - 1 = {n - 1}"
+                )
 
     def at(self, n_i: int) -> PGraftConfig:
         common = {f.name: getattr(self, f.name) for f in dataclasses.fields(GraftConfig)}
         return PGraftConfig(**common, intermediate_step=n_i)
 
 
-def intermediate_loss(model: ModelAdapter, x_i: torch.Tensor, cond: Any, t_i: int,
-                      generator: torch.Generator) -> torch.Tensor:  # fmt: skip
+def intermediate_loss(
+    model: ModelAdapter, x_i: torch.Tensor, cond: Any, t_i: int, generator: torch.Generator
+) -> torch.Tensor:
     """Denoising loss with the intermediate state as data: t ~ U{t_I + 1, ..., T - 1}, pair from
     `paths.ddpm_from_intermediate`, squared error per sample, weighted, then Min-SNR weighted
     as pre-training (`losses.weighted_mean`). Any positive weight per t keeps the minimiser,
@@ -142,13 +147,19 @@ class PGraft(Graft):
     the pre-trained model for t <= t_I (None under LoRA, where the base is `model` with its
     adapters off)."""
 
-    def __init__(self, model: ModelAdapter, cfg: PGraftConfig,
-                 dedup_key: Callable[[Any], Hashable] = sample_key):  # fmt: skip
+    def __init__(
+        self,
+        model: ModelAdapter,
+        cfg: PGraftConfig,
+        dedup_key: Callable[[Any], Hashable] = sample_key,
+    ):
         # copy before Graft's Updater sets requires_grad (or adds LoRA) on the model
         self.base = None if cfg.optim.trainable == "lora" else frozen_copy(model)
         if self.base is None and _has_adapters(model.network):
-            raise ValueError("P-GRAFT with LoRA: the model already has adapters, so switching "
-                             "them off would not give the base model; merge them first")  # fmt: skip
+            raise ValueError(
+                "P-GRAFT with LoRA: the model already has adapters, so switching "
+                "them off would not give the base model; merge them first"
+            )
         super().__init__(model, cfg, dedup_key=dedup_key)
 
     def base_factory(self):
@@ -173,8 +184,9 @@ class PGraft(Graft):
         the states x_{t_I} (index N_I) and x_0 (index N), each (batch, *sample_shape)."""
         n_i, n = self.cfg.intermediate_step, self.cfg.loop.num_steps
         segments = [(self._factory(self.model), n_i), (self.base_factory(), None)]
-        return sample_segments(self.model, segments, self.scheduler, inputs, self.cfg.loop,
-                               generator, keep={n_i, n})  # fmt: skip
+        return sample_segments(
+            self.model, segments, self.scheduler, inputs, self.cfg.loop, generator, keep={n_i, n}
+        )
 
     def training_data(self, rollout: Rollout):
         """An accepted trajectory contributes x_{t_I} (batch, ...), fitted on t in (t_I, T]."""

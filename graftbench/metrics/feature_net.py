@@ -31,11 +31,16 @@ class FeatureNet(nn.Module):
         super().__init__()
         self.image_size = image_size
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(64 * (image_size // 4) ** 2, dim), nn.ReLU(),
-        )  # fmt: skip
+            nn.Linear(64 * (image_size // 4) ** 2, dim),
+            nn.ReLU(),
+        )
         self.head = nn.Linear(dim, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,8 +51,9 @@ class FeatureNet(nn.Module):
         return self.head(self.features(x))
 
 
-def train_feature_net(images: np.ndarray, labels: np.ndarray, cfg: FeatureNetConfig,
-                      device: str = "cpu"):  # fmt: skip
+def train_feature_net(
+    images: np.ndarray, labels: np.ndarray, cfg: FeatureNetConfig, device: str = "cpu"
+):
     """images (N, H, W, C) uint8, labels (N,) -> (trained FeatureNet on `device`, training
     accuracy). Initialisation and batch order come from the CPU, so they are the same on
     every device."""

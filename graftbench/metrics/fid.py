@@ -51,10 +51,16 @@ def folder_features(folder: str | Path, backend: Backend, device: str, batch_siz
     from cleanfid.fid import get_folder_features
 
     return get_folder_features(
-        str(folder), backend.extractor, num_workers=0, batch_size=batch_size,
-        device=torch.device(device), mode=backend.mode, custom_fn_resize=backend.resize,
-        description=f"features ({backend.name})", verbose=False,
-    )  # fmt: skip
+        str(folder),
+        backend.extractor,
+        num_workers=0,
+        batch_size=batch_size,
+        device=torch.device(device),
+        mode=backend.mode,
+        custom_fn_resize=backend.resize,
+        description=f"features ({backend.name})",
+        verbose=False,
+    )
 
 
 def reference_features(folder: str | Path, backend: Backend, device: str) -> np.ndarray:

@@ -41,9 +41,12 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def check_folder(path: str | Path) -> Path:
     """The folder, or an InputError saying what is missing from it."""
     folder = Path(path)
-    layout = ("a diffusers save_pretrained folder: model_index.json, " + ", ".join(f"{p}/" for p in PARTS)
-              + "; e.g. the snapshot folder of stabilityai/stable-diffusion-2-1-base in the "
-              "Hugging Face cache")  # fmt: skip
+    layout = (
+        "a diffusers save_pretrained folder: model_index.json, "
+        + ", ".join(f"{p}/" for p in PARTS)
+        + "; e.g. the snapshot folder of stabilityai/stable-diffusion-2-1-base in the "
+        "Hugging Face cache"
+    )
     if not str(path) or not folder.is_dir():
         raise InputError(f"model.path: {str(path)!r} is not a folder; expected {layout}")
     missing = [p for p in ("model_index.json", *PARTS) if not (folder / p).exists()]
@@ -67,8 +70,14 @@ class StableDiffusionAdapter(Text2ImageAdapter):
     """An SD-family model loaded from a folder; denoise predicts what the folder's scheduler
     config says (epsilon for SD 2.1-base, v for SD 2.1 at 768 px) in scaled VAE latents."""
 
-    def __init__(self, network: Text2ImageNetwork, tokenizer, cfg: StableDiffusionConfig,
-                 scheduler_config: dict, lora: LoraSettings | None = None):  # fmt: skip
+    def __init__(
+        self,
+        network: Text2ImageNetwork,
+        tokenizer,
+        cfg: StableDiffusionConfig,
+        scheduler_config: dict,
+        lora: LoraSettings | None = None,
+    ):
         self.network, self.tokenizer, self.cfg, self.lora = network, tokenizer, cfg, lora
         self.scheduler_config = dict(scheduler_config)
         self.prediction_type = self.scheduler_config.get("prediction_type", "epsilon")
@@ -111,8 +120,10 @@ class StableDiffusionAdapter(Text2ImageAdapter):
         activations at 512 px take about a gigabyte per image, and a fine-tuning round
         decodes all its samples at once."""
         vae, n = self.network.vae, self.cfg.decode_batch
-        parts = [vae.decode(z.to(vae.dtype) / vae.config.scaling_factor).sample.float()
-                 for z in x.split(n)]  # fmt: skip
+        parts = [
+            vae.decode(z.to(vae.dtype) / vae.config.scaling_factor).sample.float()
+            for z in x.split(n)
+        ]
         return ((torch.cat(parts) + 1) / 2).clamp(0, 1)
 
     def scheduler(self, kind: str):
@@ -139,12 +150,16 @@ class StableDiffusionAdapter(Text2ImageAdapter):
                 else ("unet.",)
             )
             state = {k: v for k, v in state.items() if k.startswith(keep)}
-        records.save_checkpoint(path, {"model": state, "lora": to_dict(self.lora) if self.lora else None},
-                                {**(config or {}), "model": to_dict(self.cfg)})  # fmt: skip
+        records.save_checkpoint(
+            path,
+            {"model": state, "lora": to_dict(self.lora) if self.lora else None},
+            {**(config or {}), "model": to_dict(self.cfg)},
+        )
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu",
-             lora: LoraSettings | None = None) -> StableDiffusionAdapter:  # fmt: skip
+    def load(
+        cls, path: str | Path, device: str | torch.device = "cpu", lora: LoraSettings | None = None
+    ) -> StableDiffusionAdapter:
         """A model saved by `save`: the folder's parts with the saved weights on top."""
         ckpt = records.load_checkpoint(path)
         cfg = parse(StableDiffusionConfig, ckpt["config"]["model"], "model")
@@ -153,8 +168,10 @@ class StableDiffusionAdapter(Text2ImageAdapter):
         model = cls.from_pretrained(cfg, lora)
         missing = set(ckpt["model"]) - set(model.network.state_dict())
         if missing:
-            raise ValueError(f"{path}: {len(missing)} saved tensors fit no part of the model, "
-                             f"e.g. {sorted(missing)[0]}")  # fmt: skip
+            raise ValueError(
+                f"{path}: {len(missing)} saved tensors fit no part of the model, "
+                f"e.g. {sorted(missing)[0]}"
+            )
         model.network.load_state_dict(ckpt["model"], strict=False)
         model.network.to(device).eval()
         return model

@@ -45,23 +45,34 @@ class Text2ImageNetwork(torch.nn.Module):
 def build_network(cfg: Text2ImageConfig, tokenizer) -> Text2ImageNetwork:
     """Random-initialised networks; the text encoder's vocabulary and special ids are the
     tokenizer's, its positions exactly cfg.max_length."""
-    text = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=cfg.text_hidden_size,
-        intermediate_size=cfg.text_intermediate_size, num_hidden_layers=cfg.text_layers,
-        num_attention_heads=cfg.text_heads, max_position_embeddings=cfg.max_length,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    ))  # fmt: skip
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=cfg.text_hidden_size,
+            intermediate_size=cfg.text_intermediate_size,
+            num_hidden_layers=cfg.text_layers,
+            num_attention_heads=cfg.text_heads,
+            max_position_embeddings=cfg.max_length,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
     vae, side, channels = None, cfg.sample_size, cfg.in_channels
     if (v := cfg.vae) is not None:
         n = len(v.block_out_channels)
         vae = AutoencoderKL(
-            in_channels=cfg.in_channels, out_channels=cfg.in_channels,
-            down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
-            block_out_channels=tuple(v.block_out_channels), layers_per_block=v.layers_per_block,
-            latent_channels=v.latent_channels, norm_num_groups=v.norm_num_groups,
-            sample_size=cfg.sample_size, scaling_factor=v.scaling_factor,
-        )  # fmt: skip
+            in_channels=cfg.in_channels,
+            out_channels=cfg.in_channels,
+            down_block_types=("DownEncoderBlock2D",) * n,
+            up_block_types=("UpDecoderBlock2D",) * n,
+            block_out_channels=tuple(v.block_out_channels),
+            layers_per_block=v.layers_per_block,
+            latent_channels=v.latent_channels,
+            norm_num_groups=v.norm_num_groups,
+            sample_size=cfg.sample_size,
+            scaling_factor=v.scaling_factor,
+        )
         side, channels = cfg.sample_size // 2 ** (n - 1), v.latent_channels
     levels = range(len(cfg.block_out_channels))
     attn = cfg.cross_attention_levels
@@ -69,9 +80,13 @@ def build_network(cfg: Text2ImageConfig, tokenizer) -> Text2ImageNetwork:
     up = ["CrossAttnUpBlock2D" if i in attn else "UpBlock2D" for i in levels]
     project = cfg.cross_attention_dim not in (None, cfg.text_hidden_size)
     unet = UNet2DConditionModel(
-        sample_size=side, in_channels=channels, out_channels=channels,
-        down_block_types=tuple(down), up_block_types=tuple(reversed(up)),
-        block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
+        sample_size=side,
+        in_channels=channels,
+        out_channels=channels,
+        down_block_types=tuple(down),
+        up_block_types=tuple(reversed(up)),
+        block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block,
         norm_num_groups=cfg.norm_num_groups,
         cross_attention_dim=cfg.cross_attention_dim or cfg.text_hidden_size,
         encoder_hid_dim=cfg.text_hidden_size if project else None,
@@ -80,7 +95,7 @@ def build_network(cfg: Text2ImageConfig, tokenizer) -> Text2ImageNetwork:
         # slip diffusers keeps for SD checkpoints) and rejects num_attention_heads
         attention_head_dim=cfg.attention_heads,
         use_linear_projection=True,  # as SD v2
-    )  # fmt: skip
+    )
     return Text2ImageNetwork(unet, text, vae)
 
 
@@ -88,8 +103,14 @@ class Text2ImageAdapter(ModelAdapter):
     """DDPM-family text-to-image model: `denoise` predicts epsilon or v for states in model
     space (pixels in [-1, 1], or scaled VAE latents) at integer timesteps in [0, T)."""
 
-    def __init__(self, network: Text2ImageNetwork, tokenizer, cfg: Text2ImageConfig,
-                 tokenizer_files: dict[str, str], lora: LoraSettings | None = None):  # fmt: skip
+    def __init__(
+        self,
+        network: Text2ImageNetwork,
+        tokenizer,
+        cfg: Text2ImageConfig,
+        tokenizer_files: dict[str, str],
+        lora: LoraSettings | None = None,
+    ):
         """tokenizer_files: the tokenizer folder's files (name -> text), saved with the model."""
         self.network, self.tokenizer, self.cfg = network, tokenizer, cfg
         self.tokenizer_files, self.lora = tokenizer_files, lora
@@ -129,8 +150,13 @@ class Text2ImageAdapter(ModelAdapter):
     def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
         """Token ids (batch, max_length): start, words, end, then end tokens as padding (CLIP's
         convention; no attention mask, as in SD, so padding positions carry the prompt too)."""
-        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.max_length,
-                             truncation=True, return_tensors="pt").input_ids  # fmt: skip
+        ids = self.tokenizer(
+            list(prompts),
+            padding="max_length",
+            max_length=self.max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
         return ids.to(self.device)
 
     def encode_condition(self, conditions: Sequence[str | dict]) -> torch.Tensor:
@@ -150,8 +176,9 @@ class Text2ImageAdapter(ModelAdapter):
         epsilon or v (batch, *sample_shape)."""
         return self.network.unet(x, t, encoder_hidden_states=cond).sample
 
-    def guided(self, cond: torch.Tensor, scale: float | None = None,
-               uncond: torch.Tensor | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:  # fmt: skip
+    def guided(
+        self, cond: torch.Tensor, scale: float | None = None, uncond: torch.Tensor | None = None
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The `denoise` callable of `sampling.diffusion.sample_diffusion` for prompts `cond`
         (batch, seq, dim): classifier-free guidance out = u + w (c - u) (Ho & Salimans 2022,
         eq. 6, whose 1 + w is our w), applied to epsilon or v alike: both are affine in the
@@ -193,17 +220,24 @@ class Text2ImageAdapter(ModelAdapter):
         predicted x_0 in [-1, 1], where pixel-space data lies (not latents); DDIM's last step
         lands on alpha_bar = 1, i.e. a clean image."""
         c = self.cfg
-        common = dict(num_train_timesteps=c.num_train_timesteps, beta_schedule=c.beta_schedule,
-                      beta_start=c.beta_start, beta_end=c.beta_end, prediction_type=c.prediction_type,
-                      timestep_spacing=c.timestep_spacing, clip_sample=c.vae is None)  # fmt: skip
+        common = dict(
+            num_train_timesteps=c.num_train_timesteps,
+            beta_schedule=c.beta_schedule,
+            beta_start=c.beta_start,
+            beta_end=c.beta_end,
+            prediction_type=c.prediction_type,
+            timestep_spacing=c.timestep_spacing,
+            clip_sample=c.vae is None,
+        )
         if kind == "ddpm":
             return DDPMScheduler(**common, variance_type="fixed_small")
         if kind == "ddim":
             return DDIMScheduler(**common, set_alpha_to_one=True)
         raise ValueError(f"scheduler: {kind!r} is not allowed; choose one of 'ddpm', 'ddim'")
 
-    def trainable_parameters(self, which: Literal["full", "unet", "lora"],
-                             lora: LoraSettings | None = None) -> list[torch.nn.Parameter]:  # fmt: skip
+    def trainable_parameters(
+        self, which: Literal["full", "unet", "lora"], lora: LoraSettings | None = None
+    ) -> list[torch.nn.Parameter]:
         """Set requires_grad for a fine-tuning mode and return the trainable parameters.
 
         full: UNet and text encoder (pre-training: the text encoder starts random, so it must
@@ -218,10 +252,14 @@ class Text2ImageAdapter(ModelAdapter):
                 from peft import LoraConfig
 
                 self.lora = lora or LoraSettings()
-                net.unet.add_adapter(LoraConfig(
-                    r=self.lora.rank, lora_alpha=self.lora.alpha or self.lora.rank,
-                    target_modules=list(self.lora.targets), init_lora_weights=True,
-                ))  # fmt: skip
+                net.unet.add_adapter(
+                    LoraConfig(
+                        r=self.lora.rank,
+                        lora_alpha=self.lora.alpha or self.lora.rank,
+                        target_modules=list(self.lora.targets),
+                        init_lora_weights=True,
+                    )
+                )
             elif lora is not None and lora != self.lora:
                 raise ValueError(f"trainable_parameters: LoRA {self.lora} is already added")
             for name, p in net.unet.named_parameters():
@@ -237,13 +275,17 @@ class Text2ImageAdapter(ModelAdapter):
         """One checkpoint file (`records.save_checkpoint`): network state (with LoRA weights if
         added), tokenizer files and LoRA settings; config["model"] is set to this model's
         config, beside whatever run config is passed."""
-        state = {"model": self.network.state_dict(), "tokenizer": self.tokenizer_files,
-                 "lora": to_dict(self.lora) if self.lora else None}  # fmt: skip
+        state = {
+            "model": self.network.state_dict(),
+            "tokenizer": self.tokenizer_files,
+            "lora": to_dict(self.lora) if self.lora else None,
+        }
         records.save_checkpoint(path, state, {**(config or {}), "model": to_dict(self.cfg)})
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu",
-             lora: LoraSettings | None = None) -> Text2ImageAdapter:  # fmt: skip
+    def load(
+        cls, path: str | Path, device: str | torch.device = "cpu", lora: LoraSettings | None = None
+    ) -> Text2ImageAdapter:
         """A model saved by `save`, or trained by `train.fit` (whose checkpoint holds the EMA
         weights and the run config with a "model" key, but no tokenizer files: the grammar's
         tokenizer is regenerated, which `write_clip_tokenizer` makes deterministic, and no LoRA

@@ -63,20 +63,30 @@ class Text2ImageConfig:
     def __post_init__(self):
         levels = len(self.block_out_channels)
         if self.sample_size % 2 ** (levels - 1 + self._vae_levels()):
-            raise ConfigError(f"model.sample_size: {self.sample_size} not divisible by the "
-                              "down-sampling of the UNet (and VAE)")  # fmt: skip
+            raise ConfigError(
+                f"model.sample_size: {self.sample_size} not divisible by the "
+                "down-sampling of the UNet (and VAE)"
+            )
         if any(c % self.norm_num_groups for c in self.block_out_channels):
-            raise ConfigError(f"model.norm_num_groups: {self.norm_num_groups} must divide "
-                              f"every block_out_channels {self.block_out_channels}")  # fmt: skip
+            raise ConfigError(
+                f"model.norm_num_groups: {self.norm_num_groups} must divide "
+                f"every block_out_channels {self.block_out_channels}"
+            )
         if any(c % self.attention_heads for c in self.block_out_channels):
-            raise ConfigError(f"model.attention_heads: {self.attention_heads} must divide "
-                              f"every block_out_channels {self.block_out_channels}")  # fmt: skip
+            raise ConfigError(
+                f"model.attention_heads: {self.attention_heads} must divide "
+                f"every block_out_channels {self.block_out_channels}"
+            )
         if self.text_hidden_size % self.text_heads:
-            raise ConfigError(f"model.text_heads: {self.text_heads} must divide "
-                              f"text_hidden_size {self.text_hidden_size}")  # fmt: skip
+            raise ConfigError(
+                f"model.text_heads: {self.text_heads} must divide "
+                f"text_hidden_size {self.text_hidden_size}"
+            )
         if not set(self.cross_attention_levels) <= set(range(levels)):
-            raise ConfigError(f"model.cross_attention_levels: {self.cross_attention_levels} "
-                              f"must lie in 0..{levels - 1}")  # fmt: skip
+            raise ConfigError(
+                f"model.cross_attention_levels: {self.cross_attention_levels} "
+                f"must lie in 0..{levels - 1}"
+            )
         if not 0 <= self.prompt_dropout < 1:
             raise ConfigError(f"model.prompt_dropout: {self.prompt_dropout} not in [0, 1)")
 

@@ -153,8 +153,9 @@ def read_smiles(path: str | Path) -> list[str]:
         header = False
         smiles = canonical(fields[0])
         if smiles is None:
-            raise InputError(f"{path} line {n}: {fields[0]!r} is not a valid SMILES "
-                             "(rdkit cannot parse it)")  # fmt: skip
+            raise InputError(
+                f"{path} line {n}: {fields[0]!r} is not a valid SMILES (rdkit cannot parse it)"
+            )
         out.append(smiles)
     if not out:
         raise InputError(f"{path}: no molecules (only blank, '#' or header lines)")
@@ -172,8 +173,10 @@ def write_smiles(
     scores = dict(scores or {})
     for name, values in scores.items():
         if len(values) != len(smiles) or not name or any(c in name for c in "\t\n"):
-            raise ValueError(f"write_smiles: score {name!r} needs a plain name and "
-                             f"{len(smiles)} values, got {len(values)}")  # fmt: skip
+            raise ValueError(
+                f"write_smiles: score {name!r} needs a plain name and "
+                f"{len(smiles)} values, got {len(values)}"
+            )
     lines = ["\t".join(["smiles", *scores])]
     for i, s in enumerate(smiles):
         if "\t" in s or "\n" in s or "\r" in s:
@@ -222,9 +225,12 @@ def split(smiles: Sequence[str], test_fraction: float, seed: int) -> tuple[list[
         raise ValueError(f"split: test_fraction {test_fraction} must lie in (0, 1)")
     n_test = math.floor(test_fraction * len(smiles) + 0.5)
     if not 0 < n_test < len(smiles):
-        raise ValueError(f"split: {len(smiles)} molecules at test_fraction {test_fraction} "
-                         "leave one part empty")  # fmt: skip
+        raise ValueError(
+            f"split: {len(smiles)} molecules at test_fraction {test_fraction} leave one part empty"
+        )
     held = np.zeros(len(smiles), dtype=bool)
     held[np.random.default_rng(seed).permutation(len(smiles))[:n_test]] = True
-    return ([s for s, h in zip(smiles, held, strict=True) if not h],
-            [s for s, h in zip(smiles, held, strict=True) if h])  # fmt: skip
+    return (
+        [s for s, h in zip(smiles, held, strict=True) if not h],
+        [s for s, h in zip(smiles, held, strict=True) if h],
+    )

@@ -44,8 +44,12 @@ class MaskedScheduler:
     (t = -1, `alpha(-1)`) is clean, alpha = 1, which the sampler's last step lands on.
     """
 
-    def __init__(self, num_train_timesteps: int = 1000,
-                 schedule: Literal["linear", "cosine"] = "linear", mask_id: int = 1):  # fmt: skip
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        schedule: Literal["linear", "cosine"] = "linear",
+        mask_id: int = 1,
+    ):
         if num_train_timesteps < 2:
             raise ValueError(f"num_train_timesteps: {num_train_timesteps} must be at least 2")
         frac = torch.arange(1, num_train_timesteps + 1, dtype=torch.float64) / num_train_timesteps
@@ -58,8 +62,9 @@ class MaskedScheduler:
         alphas[-1] = 0.0  # cos(pi/2) is 6e-17 in float64, not 0: x_{T-1} must be all MASK
         self.alphas_cumprod = alphas  # (T,) float64, strictly decreasing
         self.mask_id = mask_id
-        self.config = SimpleNamespace(num_train_timesteps=num_train_timesteps, schedule=schedule,
-                                      mask_id=mask_id)  # fmt: skip
+        self.config = SimpleNamespace(
+            num_train_timesteps=num_train_timesteps, schedule=schedule, mask_id=mask_id
+        )
         self.num_inference_steps: int | None = None
         self.timesteps: torch.Tensor | None = None
 
@@ -87,16 +92,22 @@ class MaskedScheduler:
         t = int(t)
         return 1.0 if t < 0 else float(self.alphas_cumprod[t])
 
-    def add_mask(self, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator,
-                 keep_prob: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    def add_mask(
+        self,
+        x0: torch.Tensor,
+        t: torch.Tensor,
+        generator: torch.Generator,
+        keep_prob: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Forward process: x0 (batch, L) long, t (batch,) -> x_t (batch, L), each token kept
         w.p. alphas_cumprod[t] (or `keep_prob` (batch,) when given), else MASK. PAD is masked
         like any token. Uniforms come from `generator` on its own device (the CPU in
         training, as `losses.denoising_loss`) and move to x0's device."""
         if keep_prob is None:
             keep_prob = self.alphas_cumprod[torch.as_tensor(t).cpu()]
-        u = torch.rand(x0.shape, generator=generator, device=generator.device,
-                       dtype=torch.float64).to(x0.device)  # fmt: skip
+        u = torch.rand(
+            x0.shape, generator=generator, device=generator.device, dtype=torch.float64
+        ).to(x0.device)
         # u < 1 always, so alpha = 1 keeps every token and alpha = 0 masks every one
         keep = u < keep_prob.to(x0.device, torch.float64).reshape(-1, 1)
         return torch.where(keep, x0, torch.full_like(x0, self.mask_id))
@@ -114,8 +125,13 @@ class MaskedScheduler:
         out[..., self.mask_id] = -math.inf
         return out
 
-    def step(self, logits: torch.Tensor, t: int | torch.Tensor, x: torch.Tensor,
-             generator: torch.Generator) -> torch.Tensor:  # fmt: skip
+    def step(
+        self,
+        logits: torch.Tensor,
+        t: int | torch.Tensor,
+        x: torch.Tensor,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
         """Ancestral step from t to s = prev(t): logits (batch, L, V) at (x, t), x (batch, L)
         -> x_s (batch, L). Unmasked tokens are copied; each masked one is unmasked w.p.
         (alpha_s - alpha_t) / (1 - alpha_t) (1 at the last step, alpha_s = 1) to a token
@@ -130,8 +146,9 @@ class MaskedScheduler:
         unmask = (x == self.mask_id) & (u < p_unmask)
         return torch.where(unmask, drawn, x)
 
-    def log_prob(self, logits: torch.Tensor, t: int | torch.Tensor, x: torch.Tensor,
-                 nxt: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def log_prob(
+        self, logits: torch.Tensor, t: int | torch.Tensor, x: torch.Tensor, nxt: torch.Tensor
+    ) -> torch.Tensor:
         """Exact log p(nxt | x) of `step` from t, (batch,) float64, differentiable in
         logits (batch, L, V). Sum over positions masked in x of log((1-alpha_s)/(1-alpha_t))
         if still masked in nxt, else log((alpha_s-alpha_t)/(1-alpha_t)) + log_softmax(
@@ -207,8 +224,9 @@ def _masked_ce(logits: torch.Tensor, target: torch.Tensor, where: torch.Tensor) 
     return (ce.sum(1) / where.sum(1).clamp(min=1)).mean()
 
 
-def training_loss(model, x0: torch.Tensor, cond: Any, generator: torch.Generator,
-                  t_min: int = 0) -> torch.Tensor:  # fmt: skip
+def training_loss(
+    model, x0: torch.Tensor, cond: Any, generator: torch.Generator, t_min: int = 0
+) -> torch.Tensor:
     """Pre-training's (and GRAFT's) loss: t ~ U{t_min, ..., T-1}, x_t = add_mask(x0, t),
     cross-entropy of model.denoise(x_t, t, cond) against x0 at the positions masked in x_t.
 
@@ -231,8 +249,9 @@ def training_loss(model, x0: torch.Tensor, cond: Any, generator: torch.Generator
     return _masked_ce(model.denoise(xt, t, cond), x0, xt == sched.mask_id)
 
 
-def intermediate_mask(sched: MaskedScheduler, x_i: torch.Tensor, t_i: int,
-                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def intermediate_mask(
+    sched: MaskedScheduler, x_i: torch.Tensor, t_i: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """P-GRAFT's noising of an intermediate state x_i (batch, L) at timestep t_i:
     t ~ U{t_i + 1, ..., T-1} (batch,) and x_t (batch, L), each unmasked token of x_i masked
     w.p. 1 - alpha_t / alpha_{t_i}, so x_t has the forward law from x_i (masked stays
@@ -245,8 +264,9 @@ def intermediate_mask(sched: MaskedScheduler, x_i: torch.Tensor, t_i: int,
     return t, sched.add_mask(x_i, t, generator, keep_prob=keep)
 
 
-def intermediate_loss(model, x_i: torch.Tensor, cond: Any, t_i: int,
-                      generator: torch.Generator) -> torch.Tensor:  # fmt: skip
+def intermediate_loss(
+    model, x_i: torch.Tensor, cond: Any, t_i: int, generator: torch.Generator
+) -> torch.Tensor:
     """P-GRAFT's loss with the accepted intermediate state x_i (batch, L) at timestep t_i as
     the data (`intermediate_mask`): cross-entropy of model.denoise(x_t, t, cond) against
     x_i's tokens at the positions masked in x_t but unmasked in x_i; per-sample mean, then

@@ -196,8 +196,10 @@ def _chemnet(device: str):
         import torch
         from fcd_torch.utils import load_imported_model
     except ImportError as err:
-        raise ImportError("FCD needs the fcd-torch package (ChemNet weights included): "
-                          "pip install fcd-torch==1.0.7") from err  # fmt: skip
+        raise ImportError(
+            "FCD needs the fcd-torch package (ChemNet weights included): "
+            "pip install fcd-torch==1.0.7"
+        ) from err
     path = os.path.join(os.path.dirname(fcd_torch.__file__), "ChemNet_v0.13_pretrained.pt")
     return load_imported_model(torch.load(path, weights_only=True)).eval().to(device)
 

@@ -48,21 +48,25 @@ class MoleculeModelConfig:
 
     def __post_init__(self):
         if self.vocab_size != 0 and self.vocab_size < 3:
-            raise ConfigError(f"molecule.model.vocab_size: {self.vocab_size} must be 0 (from "
-                              "the vocabulary) or at least 3 (PAD, MASK, one token)")  # fmt: skip
+            raise ConfigError(
+                f"molecule.model.vocab_size: {self.vocab_size} must be 0 (from "
+                "the vocabulary) or at least 3 (PAD, MASK, one token)"
+            )
         for key in ("length", "width", "layers", "heads"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"molecule.model.{key}: {getattr(self, key)} must be at least 1")
         if self.num_train_timesteps < 2:
-            raise ConfigError(f"molecule.model.num_train_timesteps: {self.num_train_timesteps} "
-                              "must be at least 2")  # fmt: skip
+            raise ConfigError(
+                f"molecule.model.num_train_timesteps: {self.num_train_timesteps} must be at least 2"
+            )
         if self.width % self.heads:
             raise ConfigError(f"molecule.model.heads: {self.heads} must divide width {self.width}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"molecule.model.dropout: {self.dropout} must lie in [0, 1)")
         if self.schedule not in ("linear", "cosine"):
-            raise ConfigError(f"molecule.model.schedule: {self.schedule!r}; allowed values are "
-                              "'linear', 'cosine'")  # fmt: skip
+            raise ConfigError(
+                f"molecule.model.schedule: {self.schedule!r}; allowed values are 'linear', 'cosine'"
+            )
 
 
 class MoleculeDenoiser(nn.Module):
@@ -77,9 +81,15 @@ class MoleculeDenoiser(nn.Module):
         self.pos = nn.Parameter(torch.randn(cfg.length, d) * 0.02)
         self.time_proj = Timesteps(d, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_emb = TimestepEmbedding(d, d)
-        layer = nn.TransformerEncoderLayer(d, cfg.heads, 4 * d, dropout=cfg.dropout,
-                                           activation="gelu", batch_first=True,
-                                           norm_first=True)  # fmt: skip
+        layer = nn.TransformerEncoderLayer(
+            d,
+            cfg.heads,
+            4 * d,
+            dropout=cfg.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.vocab_size))
         nn.init.zeros_(self.out[1].weight)  # start uniform over tokens, a stable first step
@@ -109,11 +119,15 @@ class MoleculeAdapter(ModelAdapter):
         if cfg.vocab_size == 0:
             cfg = dataclasses.replace(cfg, vocab_size=len(vocab))
         if vocab.representation != cfg.representation:
-            raise ConfigError(f"molecule.model.representation: {cfg.representation!r}, but the "
-                              f"vocabulary is of {vocab.representation!r} tokens")  # fmt: skip
+            raise ConfigError(
+                f"molecule.model.representation: {cfg.representation!r}, but the "
+                f"vocabulary is of {vocab.representation!r} tokens"
+            )
         if cfg.vocab_size != len(vocab):
-            raise ConfigError(f"molecule.model.vocab_size: {cfg.vocab_size}, but the "
-                              f"vocabulary has {len(vocab)} ids")  # fmt: skip
+            raise ConfigError(
+                f"molecule.model.vocab_size: {cfg.vocab_size}, but the "
+                f"vocabulary has {len(vocab)} ids"
+            )
         self.cfg, self.vocab = cfg, vocab
         self.network = MoleculeDenoiser(cfg)
         self.sample_shape = (cfg.length,)
@@ -146,22 +160,29 @@ class MoleculeAdapter(ModelAdapter):
         "ddpm": absorbing diffusion has one ancestral sampler, so the Gaussian kinds that
         configs name all map to it."""
         if kind not in ("masked", "ddim", "ddpm"):
-            raise ValueError(f"scheduler: {kind!r} is not allowed; choose one of 'masked', "
-                             "'ddim', 'ddpm'")  # fmt: skip
+            raise ValueError(
+                f"scheduler: {kind!r} is not allowed; choose one of 'masked', 'ddim', 'ddpm'"
+            )
         return masked.MaskedScheduler(self.cfg.num_train_timesteps, self.cfg.schedule, MASK)
 
-    def initial_state(self, n: int, generator: torch.Generator | None = None,
-                      device: torch.device | str | None = None) -> torch.Tensor:  # fmt: skip
+    def initial_state(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
         """x_T: (n, L) long, all MASK. Deterministic: draws nothing from `generator`."""
         return torch.full((n, self.cfg.length), MASK, dtype=torch.long, device=device)
 
-    def training_loss(self, x0: torch.Tensor, cond, generator: torch.Generator,
-                      t_min: int = 0) -> torch.Tensor:  # fmt: skip
+    def training_loss(
+        self, x0: torch.Tensor, cond, generator: torch.Generator, t_min: int = 0
+    ) -> torch.Tensor:
         """`masked.training_loss` on token ids x0 (batch, L)."""
         return masked.training_loss(self, x0, cond, generator, t_min)
 
-    def intermediate_loss(self, x_i: torch.Tensor, cond, t_i: int,
-                          generator: torch.Generator) -> torch.Tensor:  # fmt: skip
+    def intermediate_loss(
+        self, x_i: torch.Tensor, cond, t_i: int, generator: torch.Generator
+    ) -> torch.Tensor:
         """`masked.intermediate_loss` on intermediate states x_i (batch, L) at timestep t_i."""
         return masked.intermediate_loss(self, x_i, cond, t_i, generator)
 
@@ -187,8 +208,10 @@ class MoleculeAdapter(ModelAdapter):
         vocab = ckpt.get("vocab") or ckpt["config"].get("vocab")
         if vocab is None:
             raise ValueError(f"{path}: no vocabulary (neither a 'vocab' entry nor config.vocab)")
-        model = cls(parse(MoleculeModelConfig, ckpt["config"]["model"], "model"),
-                    Vocabulary.from_dict(vocab))  # fmt: skip
+        model = cls(
+            parse(MoleculeModelConfig, ckpt["config"]["model"], "model"),
+            Vocabulary.from_dict(vocab),
+        )
         model.network.load_state_dict(ckpt["model"])
         model.network.to(device).eval()
         return model

@@ -82,8 +82,9 @@ def tokenize(smiles: str) -> list[str]:
         tokens.append(m.group())
         pos = m.end()
     if pos != len(smiles):
-        raise ValueError(f"SMILES {smiles!r}: cannot tokenize character {smiles[pos]!r} at "
-                         f"position {pos}")  # fmt: skip
+        raise ValueError(
+            f"SMILES {smiles!r}: cannot tokenize character {smiles[pos]!r} at position {pos}"
+        )
     return tokens
 
 
@@ -105,11 +106,14 @@ class Vocabulary:
         self.index = {tok: i for i, tok in enumerate(self.tokens)}
 
     @classmethod
-    def from_smiles(cls, smiles: Iterable[str], representation: Representation = "smiles") -> Vocabulary:  # fmt: skip
+    def from_smiles(
+        cls, smiles: Iterable[str], representation: Representation = "smiles"
+    ) -> Vocabulary:
         """Every token of `smiles` in `representation`, sorted, so the same data always gives
         the same ids."""
-        return cls(sorted({tok for s in smiles for tok in split(s, representation)}),
-                   representation)  # fmt: skip
+        return cls(
+            sorted({tok for s in smiles for tok in split(s, representation)}), representation
+        )
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -157,19 +161,27 @@ class Vocabulary:
 
     def to_dict(self) -> dict:
         """Plain-JSON form for checkpoints: the data tokens in id order, and the specials."""
-        return {"tokens": self.tokens[len(SPECIAL) :], "special": list(SPECIAL),
-                "representation": self.representation}  # fmt: skip
+        return {
+            "tokens": self.tokens[len(SPECIAL) :],
+            "special": list(SPECIAL),
+            "representation": self.representation,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Vocabulary:
         if list(data.get("special", SPECIAL)) != list(SPECIAL):
-            raise ValueError(f"Vocabulary.from_dict: special tokens {data['special']}, this "
-                             f"version uses {list(SPECIAL)}")  # fmt: skip
+            raise ValueError(
+                f"Vocabulary.from_dict: special tokens {data['special']}, this "
+                f"version uses {list(SPECIAL)}"
+            )
         return cls(data["tokens"], data.get("representation", "smiles"))
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, Vocabulary) and self.tokens == other.tokens
-                and self.representation == other.representation)  # fmt: skip
+        return (
+            isinstance(other, Vocabulary)
+            and self.tokens == other.tokens
+            and self.representation == other.representation
+        )
 
     def __repr__(self) -> str:
         return f"Vocabulary({len(self)} ids: {' '.join(self.tokens)})"

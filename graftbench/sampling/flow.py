@@ -121,5 +121,6 @@ def invert_euler(
         iterations[k] = j
         residual[k] = best_res.max()
         x = best
-    return InversionResult(noise=x, iterations=iterations, residual=residual,
-                           nfe=evaluations / len(x0))  # fmt: skip
+    return InversionResult(
+        noise=x, iterations=iterations, residual=residual, nfe=evaluations / len(x0)
+    )

@@ -45,8 +45,11 @@ class VerifierJudge:
         verdicts = [verify(img, p, self.cfg) for img, p in zip(images, prompts, strict=True)]
         correct = np.asarray([v.correct for v in verdicts], dtype=np.float64)
         scores = np.asarray([v.score for v in verdicts], dtype=np.float64)
-        return {f"{name}_reward": float(scores.mean()), f"{name}_accuracy": float(correct.mean()),
-                **_by_category(prompts, correct, f"{name}_acc")}, scores  # fmt: skip
+        return {
+            f"{name}_reward": float(scores.mean()),
+            f"{name}_accuracy": float(correct.mean()),
+            **_by_category(prompts, correct, f"{name}_acc"),
+        }, scores
 
     def close(self) -> None:
         pass
@@ -71,8 +74,10 @@ class ScorerJudge:
         """({name}_reward (mean score) and {name}_reward_{category} (mean per category); the
         score of each image (n,))."""
         scores = self.process.score(images, [p.text for p in prompts])
-        return {f"{name}_reward": float(scores.mean()),
-                **_by_category(prompts, scores, f"{name}_reward")}, scores  # fmt: skip
+        return {
+            f"{name}_reward": float(scores.mean()),
+            **_by_category(prompts, scores, f"{name}_reward"),
+        }, scores
 
     def close(self) -> None:
         self.process.close()

@@ -24,7 +24,9 @@ from graftbench.losses import denoising_loss
 from graftbench.t2i.scenes import Prompt, render, sample_scene
 
 
-def render_batch(prompts: Sequence[Prompt], rng: np.random.Generator, image_size: int) -> np.ndarray:  # fmt: skip
+def render_batch(
+    prompts: Sequence[Prompt], rng: np.random.Generator, image_size: int
+) -> np.ndarray:
     """One random scene per prompt: (batch, image_size, image_size, 3) uint8."""
     return np.stack([render(sample_scene(p, rng), image_size) for p in prompts])
 
@@ -35,8 +37,9 @@ def drop_prompts(texts: Sequence[str], p: float, generator: torch.Generator) -> 
     return ["" if d else text for text, d in zip(texts, drop.tolist(), strict=True)]
 
 
-def pretrain_loss(model, prompts: Sequence[Prompt],
-                  batch_size: int) -> Callable[[int, torch.Generator], torch.Tensor]:  # fmt: skip
+def pretrain_loss(
+    model, prompts: Sequence[Prompt], batch_size: int
+) -> Callable[[int, torch.Generator], torch.Tensor]:
     """loss_fn(step, generator) for `train.fit(model.network, ...)`.
 
     Each call draws batch_size prompts uniformly from `prompts` (so categories weigh by their

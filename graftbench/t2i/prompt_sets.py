@@ -38,8 +38,11 @@ class BenchPrompt:
 def load_prompt_set(name: str, path: str | Path) -> list[BenchPrompt]:
     """The prompts of set `name` (one of SETS) from `path` (its file, or folder for
     T2I-CompBench++)."""
-    loaders = {"genai-bench": load_genai_bench, "geneval": load_geneval,
-               "t2i-compbench": load_t2i_compbench}  # fmt: skip
+    loaders = {
+        "genai-bench": load_genai_bench,
+        "geneval": load_geneval,
+        "t2i-compbench": load_t2i_compbench,
+    }
     if name not in loaders:
         raise InputError(f"prompt set {name!r} is not known; choose one of {', '.join(SETS)}")
     prompts = loaders[name](Path(path))
@@ -102,8 +105,10 @@ def load_geneval(path: Path) -> list[BenchPrompt]:
 
 def load_t2i_compbench(path: Path) -> list[BenchPrompt]:
     if not path.is_dir():
-        raise InputError(f"{path}: expected T2I-CompBench's dataset folder of <category>_val.txt "
-                         "files (examples/dataset in its repository)")  # fmt: skip
+        raise InputError(
+            f"{path}: expected T2I-CompBench's dataset folder of <category>_val.txt "
+            "files (examples/dataset in its repository)"
+        )
     files = sorted(path.glob("*_val.txt"))
     if not files:
         raise InputError(
@@ -118,8 +123,9 @@ def load_t2i_compbench(path: Path) -> list[BenchPrompt]:
     return out
 
 
-def split_prompt_set(prompts: list[BenchPrompt], heldout_fraction: float,
-                     seed: int) -> tuple[list[BenchPrompt], list[BenchPrompt]]:  # fmt: skip
+def split_prompt_set(
+    prompts: list[BenchPrompt], heldout_fraction: float, seed: int
+) -> tuple[list[BenchPrompt], list[BenchPrompt]]:
     """(train, held-out): `heldout_fraction` of each category's prompts (rounded, at least
     one when the category has two or more) held out at random with `seed`, both in file
     order. Fine-tuning draws on the training prompts; the held-out ones measure whether what
@@ -130,5 +136,7 @@ def split_prompt_set(prompts: list[BenchPrompt], heldout_fraction: float,
         idx = [i for i, p in enumerate(prompts) if p.category == category]
         n = min(len(idx) - 1, max(1, round(heldout_fraction * len(idx))))
         held.update(int(i) for i in rng.permutation(idx)[:n])
-    return ([p for i, p in enumerate(prompts) if i not in held],
-            [p for i, p in enumerate(prompts) if i in held])  # fmt: skip
+    return (
+        [p for i, p in enumerate(prompts) if i not in held],
+        [p for i, p in enumerate(prompts) if i in held],
+    )

@@ -79,9 +79,12 @@ def curves(task_dir: Path, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_reward_vs_queries(
-    task_dir: Path, runs: pd.DataFrame, path: Path, ylabel: str = "held-out reward",
+    task_dir: Path,
+    runs: pd.DataFrame,
+    path: Path,
+    ylabel: str = "held-out reward",
     title: str = "Held-out reward during fine-tuning",
-) -> None:  # fmt: skip
+) -> None:
     from graftbench.aggregate import ci95
 
     plt = plt_agg()
@@ -99,8 +102,12 @@ def plot_reward_vs_queries(
     save(fig, path)
 
 
-def plot_pgraft_vs_ni(runs: pd.DataFrame, path: Path, ylabel: str = "reward",
-                      columns: tuple[str, ...] = ("heldout_reward", "train_reward")) -> None:  # fmt: skip
+def plot_pgraft_vs_ni(
+    runs: pd.DataFrame,
+    path: Path,
+    ylabel: str = "reward",
+    columns: tuple[str, ...] = ("heldout_reward", "train_reward"),
+) -> None:
     """P-GRAFT's `columns` (held-out and training reward) against N_I; base and GRAFT as
     lines."""
     from graftbench.aggregate import ci95
@@ -111,8 +118,15 @@ def plot_pgraft_vs_ni(runs: pd.DataFrame, path: Path, ylabel: str = "reward",
     for col, colour in zip(columns, ("C0", "C1", "C2"), strict=False):
         if not pg.empty:
             g = pg.groupby("intermediate_step")[col]
-            ax.errorbar(g.mean().index, g.mean().values, yerr=g.agg(ci95).fillna(0).values,
-                        marker="o", capsize=3, color=colour, label=f"P-GRAFT, {col}")  # fmt: skip
+            ax.errorbar(
+                g.mean().index,
+                g.mean().values,
+                yerr=g.agg(ci95).fillna(0).values,
+                marker="o",
+                capsize=3,
+                color=colour,
+                label=f"P-GRAFT, {col}",
+            )
         for run, ls in (("base", "--"), ("graft", ":")):
             ref = runs.loc[runs["run"] == run, col]
             if not ref.empty:
@@ -124,16 +138,23 @@ def plot_pgraft_vs_ni(runs: pd.DataFrame, path: Path, ylabel: str = "reward",
     save(fig, path)
 
 
-def sample_grid(task_dir: Path, runs: pd.DataFrame, n: int, images,
-                cell: tuple[float, float] = (1.4, 1.5), top: float = 0.6):  # fmt: skip
+def sample_grid(
+    task_dir: Path,
+    runs: pd.DataFrame,
+    n: int,
+    images,
+    cell: tuple[float, float] = (1.4, 1.5),
+    top: float = 0.6,
+):
     """A figure with one row per run in table order, its first seed's first n pictures from
     images(run folder) -> list of (H, W[, C]) arrays; returns (fig, axes (runs, n), first
     seed per run) for the caller's titles, legend and `save`."""
     plt = plt_agg()
     names = sorted(runs["run"].unique(), key=order)
     first = runs.groupby("run")["seed"].min()
-    fig, axes = plt.subplots(len(names), n, figsize=(cell[0] * n, cell[1] * len(names) + top),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(names), n, figsize=(cell[0] * n, cell[1] * len(names) + top), squeeze=False
+    )
     for r, run in enumerate(names):
         pictures = images(task_dir / run / f"seed{first[run]}")
         for c in range(n):

@@ -26,20 +26,25 @@ def check_methods(cfg, task: str) -> None:
     reward budget, and P-GRAFT's loop has the evaluation sampler's steps (its switch N_I is
     a state index of that grid)."""
     if "base" not in cfg.methods:
-        raise ConfigError(f"{task}.methods: must include 'base' (improvement and drift are "
-                          "measured against it)")  # fmt: skip
+        raise ConfigError(
+            f"{task}.methods: must include 'base' (improvement and drift are measured against it)"
+        )
     budgets = {m: getattr(cfg, m).loop.reward_budget for m in cfg.methods if m != "base"}
     if len(set(budgets.values())) > 1:
         (m0, b0), *rest = budgets.items()
         m1, b1 = next(kv for kv in rest if kv[1] != b0)
-        raise ConfigError(f"{task}.{m1}.loop.reward_budget: {b1} differs from {task}.{m0}"
-                          f".loop.reward_budget ({b0}); methods are compared at equal reward "
-                          "queries")  # fmt: skip
+        raise ConfigError(
+            f"{task}.{m1}.loop.reward_budget: {b1} differs from {task}.{m0}"
+            f".loop.reward_budget ({b0}); methods are compared at equal reward "
+            "queries"
+        )
     steps = cfg.evaluate.num_steps
     if "pgraft" in cfg.methods and cfg.pgraft.loop.num_steps != steps:
-        raise ConfigError(f"{task}.pgraft.loop.num_steps: {cfg.pgraft.loop.num_steps} must "
-                          f"equal {task}.evaluate.num_steps ({steps}): P-GRAFT switches models "
-                          "at a state index of that grid")  # fmt: skip
+        raise ConfigError(
+            f"{task}.pgraft.loop.num_steps: {cfg.pgraft.loop.num_steps} must "
+            f"equal {task}.evaluate.num_steps ({steps}): P-GRAFT switches models "
+            "at a state index of that grid"
+        )
 
 
 def run_names(cfg) -> list[str]:
@@ -68,12 +73,15 @@ def build_method(cfg, task: str, run: str, model, seed: int, dedup_key=None):
         cls, mcfg, key = DDPO, cfg.ddpo, {}
     elif run.startswith("pgraft") and run[6:].isdigit():
         if int(run[6:]) not in cfg.pgraft.intermediate_steps:
-            raise ConfigError(f"{run}: N_I {run[6:]} is not in {task}.pgraft.intermediate_steps "
-                              f"{cfg.pgraft.intermediate_steps}")  # fmt: skip
+            raise ConfigError(
+                f"{run}: N_I {run[6:]} is not in {task}.pgraft.intermediate_steps "
+                f"{cfg.pgraft.intermediate_steps}"
+            )
         cls, mcfg = PGraft, cfg.pgraft.at(int(run[6:]))
     else:
-        raise ConfigError(f"--run: {run!r}; choose {', '.join(['graft', *variants, 'ddpo'])} "
-                          "or pgraft<N_I>")  # fmt: skip
+        raise ConfigError(
+            f"--run: {run!r}; choose {', '.join(['graft', *variants, 'ddpo'])} or pgraft<N_I>"
+        )
     mcfg = dataclasses.replace(mcfg, loop=dataclasses.replace(mcfg.loop, seed=seed))
     torch.manual_seed(seed)  # LoRA's initial A matrices
     return cls(model, mcfg, **key)
@@ -97,8 +105,15 @@ def eval_segments(method, model) -> tuple[list, int | None]:
     return [(plain_factory(model), None)], None
 
 
-def run_with_curve(method, conditions: Sequence, reward, curve: Callable[[], float],
-                   every: int, out: Path, model_input=None) -> list[dict]:  # fmt: skip
+def run_with_curve(
+    method,
+    conditions: Sequence,
+    reward,
+    curve: Callable[[], float],
+    every: int,
+    out: Path,
+    model_input=None,
+) -> list[dict]:
     """`loop.run` until the budget is spent, logging rounds to out/rounds.jsonl with a
     held-out `curve()` point every `every` rounds and after the last. The loop's state is
     checkpointed to out/`LOOP_CHECKPOINT`, so a killed run continues from its last saved
@@ -117,8 +132,16 @@ def run_with_curve(method, conditions: Sequence, reward, curve: Callable[[], flo
     log = out / "rounds.jsonl"
     if is_writer():
         log.unlink(missing_ok=True)
-    return run(method, conditions, reward, method.cfg.loop, model_input=model_input, log=log,
-               on_round=on_round, checkpoint=out / LOOP_CHECKPOINT)  # fmt: skip
+    return run(
+        method,
+        conditions,
+        reward,
+        method.cfg.loop,
+        model_input=model_input,
+        log=log,
+        on_round=on_round,
+        checkpoint=out / LOOP_CHECKPOINT,
+    )
 
 
 LOOP_CHECKPOINT = "loop.partial"  # the fine-tuning loop's resumable state, in the run folder
@@ -130,8 +153,17 @@ def finish(out: Path) -> None:
     (out / LOOP_CHECKPOINT).unlink(missing_ok=True)
 
 
-def run_record(rows: list[dict], run: str, seed: int, n_i: int | None, f_call: int,
-               calls: int, t0: float, finetune_s: float, device: str) -> dict:  # fmt: skip
+def run_record(
+    rows: list[dict],
+    run: str,
+    seed: int,
+    n_i: int | None,
+    f_call: int,
+    calls: int,
+    t0: float,
+    finetune_s: float,
+    device: str,
+) -> dict:
     """metrics.json of a fine-tuned run: budget, compute and loop rewards. f_call: FLOPs of
     one network call per sample; calls: network calls per sampler evaluation (2 for a
     guided pair). DDPO differentiates the sampler as it ran (guided pairs included); GRAFT
@@ -139,23 +171,42 @@ def run_record(rows: list[dict], run: str, seed: int, n_i: int | None, f_call: i
     examples = sum(r.get("train_examples", 0) for r in rows)
     train_calls = calls if run == "ddpo" else 1
     return {
-        "run": run, "method": run.rstrip("0123456789"), "seed": seed, "intermediate_step": n_i,
+        "run": run,
+        "method": run.rstrip("0123456789"),
+        "seed": seed,
+        "intermediate_step": n_i,
         "t_intermediate": rows[-1].get("t_intermediate"),
-        "reward_queries": rows[-1]["reward_queries"], "rounds": len(rows),
-        "sampler_nfe": rows[-1]["sampler_nfe"], "flops_per_call": f_call,
+        "reward_queries": rows[-1]["reward_queries"],
+        "rounds": len(rows),
+        "sampler_nfe": rows[-1]["sampler_nfe"],
+        "flops_per_call": f_call,
         "sampler_flops": rows[-1]["sampler_nfe"] * calls * f_call,
         # forward + backward ~ 3 forwards (the usual estimate: backward costs two)
-        "train_flops": 3 * examples * train_calls * f_call, "train_examples": examples,
-        "loop_reward_first": rows[0]["reward_mean"], "loop_reward_last": rows[-1]["reward_mean"],
-        "sample_s": sum(r["sample_s"] for r in rows), "train_s": sum(r["train_s"] for r in rows),
-        "finetune_s": finetune_s, "wall_s": time.perf_counter() - t0, "device": device,
+        "train_flops": 3 * examples * train_calls * f_call,
+        "train_examples": examples,
+        "loop_reward_first": rows[0]["reward_mean"],
+        "loop_reward_last": rows[-1]["reward_mean"],
+        "sample_s": sum(r["sample_s"] for r in rows),
+        "train_s": sum(r["train_s"] for r in rows),
+        "finetune_s": finetune_s,
+        "wall_s": time.perf_counter() - t0,
+        "device": device,
         "versions": records.versions(),
-    }  # fmt: skip
+    }
 
 
 def base_record(seed: int, f_call: int, t0: float, device: str) -> dict:
     """metrics.json of the base run: no fine-tuning compute."""
-    return {"run": "base", "method": "base", "seed": seed, "reward_queries": 0, "sampler_nfe": 0,
-            "sampler_flops": 0, "train_flops": 0, "flops_per_call": f_call,
-            "wall_s": time.perf_counter() - t0, "device": device,
-            "versions": records.versions()}  # fmt: skip
+    return {
+        "run": "base",
+        "method": "base",
+        "seed": seed,
+        "reward_queries": 0,
+        "sampler_nfe": 0,
+        "sampler_flops": 0,
+        "train_flops": 0,
+        "flops_per_call": f_call,
+        "wall_s": time.perf_counter() - t0,
+        "device": device,
+        "versions": records.versions(),
+    }

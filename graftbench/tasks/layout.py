@@ -67,13 +67,14 @@ class LayoutEvaluateConfig:
     seed_offset: int = 1000  # evaluation noise seed = run seed + this
 
     def __post_init__(self):
-        for key in ("num_steps", "train_samples", "batch_size", "curve_conditions",
-                    "curve_every"):  # fmt: skip
+        for key in ("num_steps", "train_samples", "batch_size", "curve_conditions", "curve_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"layout.evaluate.{key}: {getattr(self, key)} must be at least 1")
         if self.heldout_conditions < 0:
-            raise ConfigError(f"layout.evaluate.heldout_conditions: {self.heldout_conditions} "
-                              "must be >= 0 (0 = every test layout)")  # fmt: skip
+            raise ConfigError(
+                f"layout.evaluate.heldout_conditions: {self.heldout_conditions} "
+                "must be >= 0 (0 = every test layout)"
+            )
         if self.eta < 0:
             raise ConfigError(f"layout.evaluate.eta: {self.eta} must be >= 0")
 
@@ -105,14 +106,19 @@ class LayoutConfig:
 
     def __post_init__(self):
         if self.finetune_conditions < 1:
-            raise ConfigError(f"layout.finetune_conditions: {self.finetune_conditions} must be "
-                              "at least 1")  # fmt: skip
+            raise ConfigError(
+                f"layout.finetune_conditions: {self.finetune_conditions} must be at least 1"
+            )
         if self.model.max_elements != self.data.max_elements:
-            raise ConfigError(f"layout.model.max_elements: {self.model.max_elements} must equal "
-                              f"layout.data.max_elements ({self.data.max_elements})")  # fmt: skip
+            raise ConfigError(
+                f"layout.model.max_elements: {self.model.max_elements} must equal "
+                f"layout.data.max_elements ({self.data.max_elements})"
+            )
         if self.source == "coco" and not (self.coco.train and self.coco.test):
-            raise ConfigError("layout.coco.train and layout.coco.test: source 'coco' needs both "
-                              "annotation files (COCO-style JSON, e.g. PubLayNet's)")  # fmt: skip
+            raise ConfigError(
+                "layout.coco.train and layout.coco.test: source 'coco' needs both "
+                "annotation files (COCO-style JSON, e.g. PubLayNet's)"
+            )
         check_methods(self, "layout")
 
     def runs(self) -> list[str]:
@@ -140,13 +146,19 @@ def prepare_data(cfg: LayoutConfig, out: Path) -> dict:
     else:
         train, test = layout_data.make_splits(cfg.data)
     if not train or not test:
-        raise InputError(f"layout data: {len(train)} training and {len(test)} test layouts; "
-                         "both must be non-empty")  # fmt: skip
+        raise InputError(
+            f"layout data: {len(train)} training and {len(test)} test layouts; "
+            "both must be non-empty"
+        )
     out.mkdir(parents=True, exist_ok=True)
     layout_data.write_json(test, out / "test.json")
     layout_data.write_json(train, out / "train.json")
-    summary = {"n_train": len(train), "n_test": len(test), "source": cfg.source,
-               "real_test": layout_metrics(test, cfg)}  # fmt: skip
+    summary = {
+        "n_train": len(train),
+        "n_test": len(test),
+        "source": cfg.source,
+        "real_test": layout_metrics(test, cfg),
+    }
     records.write_json(out / "summary.json", summary)  # last: marks finished data
     return summary
 
@@ -180,9 +192,11 @@ def layout_metrics(layouts: list, cfg: LayoutConfig, prefix: str = "") -> dict:
     from graftbench.layout import metrics
 
     boxes, _, mask = padded(layouts, cfg)
-    return {f"{prefix}reward": float(metrics.reward(boxes, mask, cfg.reward).mean()),
-            f"{prefix}alignment": float(metrics.alignment(boxes, mask).mean()),
-            f"{prefix}overlap": float(metrics.overlap(boxes, mask).mean())}  # fmt: skip
+    return {
+        f"{prefix}reward": float(metrics.reward(boxes, mask, cfg.reward).mean()),
+        f"{prefix}alignment": float(metrics.alignment(boxes, mask).mean()),
+        f"{prefix}overlap": float(metrics.overlap(boxes, mask).mean()),
+    }
 
 
 def condition_mask(conditions, length: int) -> np.ndarray:
@@ -206,8 +220,13 @@ def as_layouts(boxes: np.ndarray, conditions: list[tuple[str, ...]]) -> list:
     """Sampled boxes (n, L, 4) page units + class sequences -> Layouts (PAD positions cut)."""
     from graftbench.layout.data import CLASSES, Layout
 
-    return [Layout(np.array([CLASSES.index(n) for n in c], dtype=np.int64),
-                   boxes[i, : len(c)].astype(np.float64)) for i, c in enumerate(conditions)]  # fmt: skip
+    return [
+        Layout(
+            np.array([CLASSES.index(n) for n in c], dtype=np.int64),
+            boxes[i, : len(c)].astype(np.float64),
+        )
+        for i, c in enumerate(conditions)
+    ]
 
 
 def diversity(boxes: np.ndarray, conditions: list, per_condition: int) -> float:
@@ -220,6 +239,9 @@ def diversity(boxes: np.ndarray, conditions: list, per_condition: int) -> float:
     for g in range(len(conditions) // per_condition):
         n = len(conditions[g * per_condition])
         group = boxes[g * per_condition : (g + 1) * per_condition, :n]
-        d += [np.sqrt(((group[i] - group[j]) ** 2).mean()) for i in range(per_condition)
-              for j in range(i + 1, per_condition)]  # fmt: skip
+        d += [
+            np.sqrt(((group[i] - group[j]) ** 2).mean())
+            for i in range(per_condition)
+            for j in range(i + 1, per_condition)
+        ]
     return float(np.mean(d))

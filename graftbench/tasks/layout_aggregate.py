@@ -28,10 +28,23 @@ from graftbench.tasks.finetune_aggregate import (
 )
 
 VALUES = [
-    "heldout_reward", "improvement_pct", "heldout_alignment", "heldout_overlap", "max_iou",
-    "fid", "train_reward", "train_alignment", "train_overlap", "diversity", "drift",
-    "reward_queries", "sampler_nfe", "sampler_flops", "train_flops", "wall_s",
-]  # fmt: skip
+    "heldout_reward",
+    "improvement_pct",
+    "heldout_alignment",
+    "heldout_overlap",
+    "max_iou",
+    "fid",
+    "train_reward",
+    "train_alignment",
+    "train_overlap",
+    "diversity",
+    "drift",
+    "reward_queries",
+    "sampler_nfe",
+    "sampler_flops",
+    "train_flops",
+    "wall_s",
+]
 
 
 def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) -> None:
@@ -84,6 +97,7 @@ def plot_samples(task_dir: Path, runs: pd.DataFrame, path: Path, n: int = 8) -> 
         plt.Rectangle((0, 0), 1, 1, color=[v / 255 for v in rgb]) for rgb in legend().values()
     ]
     fig.legend(handles, list(legend()), loc="lower center", ncol=len(handles), fontsize=7)
-    fig.suptitle(f"Held-out conditions, same noise for every method (seed {int(first.min())})",
-                 fontsize=9)  # fmt: skip
+    fig.suptitle(
+        f"Held-out conditions, same noise for every method (seed {int(first.min())})", fontsize=9
+    )
     save(fig, path, rect=(0, 0.06, 1, 1))

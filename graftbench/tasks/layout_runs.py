@@ -31,7 +31,9 @@ from graftbench.tasks.layout import (
 
 
 @torch.no_grad()
-def sample_boxes(segments, model, conditions: list, ev: LayoutEvaluateConfig, seed: int) -> np.ndarray:  # fmt: skip
+def sample_boxes(
+    segments, model, conditions: list, ev: LayoutEvaluateConfig, seed: int
+) -> np.ndarray:
     """Boxes (n, L, 4) in page units for class sequences `conditions` from the evaluation
     sampler; segments as in `loop.sample_segments`."""
     from graftbench.methods.loop import LoopConfig, sample_segments
@@ -39,8 +41,9 @@ def sample_boxes(segments, model, conditions: list, ev: LayoutEvaluateConfig, se
     device = next(model.network.parameters()).device
     loop = LoopConfig(num_steps=ev.num_steps, eta=ev.eta, sample_batch=ev.batch_size)
     g = torch.Generator(device=device).manual_seed(seed)
-    roll = sample_segments(model, segments, model.scheduler("ddim"), list(conditions), loop, g,
-                           keep={ev.num_steps})  # fmt: skip
+    roll = sample_segments(
+        model, segments, model.scheduler("ddim"), list(conditions), loop, g, keep={ev.num_steps}
+    )
     return model.decode(roll.final).cpu().numpy()
 
 
@@ -56,8 +59,9 @@ class Evaluator:
         self.held = heldout_layouts(cfg, load_split(data_dir, "test"))
         self.held_conditions = [layout_data.condition(x) for x in self.held]
         k = cfg.evaluate.train_samples
-        self.train_conditions = [c for c in finetune_conditions(cfg, load_split(data_dir, "train"))
-                                 for _ in range(k)]  # fmt: skip
+        self.train_conditions = [
+            c for c in finetune_conditions(cfg, load_split(data_dir, "train")) for _ in range(k)
+        ]
         ckpt = records.load_checkpoint(features)
         self.net = LayoutFeatureNet(cfg.features, cfg.data.max_elements)
         self.net.load_state_dict(ckpt["model"])
@@ -78,12 +82,16 @@ class Evaluator:
         boxes = sample_boxes(segments, model, conds, ev, seed + ev.seed_offset)
         nh = len(self.held)
         gen = as_layouts(boxes[:nh], self.held_conditions)
-        out = {**layout_metrics(gen, cfg, "heldout_"),
-               **layout_metrics(as_layouts(boxes[nh:], self.train_conditions), cfg, "train_"),
-               "max_iou": metrics.max_iou(gen, self.held), "fid": fid(self.features(gen), self.ref),
-               "diversity": diversity(boxes[nh:], self.train_conditions, ev.train_samples),
-               "n_heldout": nh, "n_train_conditions": len(self.train_conditions) // ev.train_samples,
-               "train_samples": ev.train_samples}  # fmt: skip
+        out = {
+            **layout_metrics(gen, cfg, "heldout_"),
+            **layout_metrics(as_layouts(boxes[nh:], self.train_conditions), cfg, "train_"),
+            "max_iou": metrics.max_iou(gen, self.held),
+            "fid": fid(self.features(gen), self.ref),
+            "diversity": diversity(boxes[nh:], self.train_conditions, ev.train_samples),
+            "n_heldout": nh,
+            "n_train_conditions": len(self.train_conditions) // ev.train_samples,
+            "train_samples": ev.train_samples,
+        }
         return out, boxes
 
     def curve(self, segments, model, seed: int) -> float:
@@ -100,14 +108,17 @@ def flops_per_call(model) -> int:
 
     x = torch.zeros((1, *model.sample_shape), device=model.device)
     cond = model.encode_condition([("text",)])
-    return count_flops(lambda: model.denoise(x, torch.zeros(1, dtype=torch.long, device=model.device), cond))  # fmt: skip
+    return count_flops(
+        lambda: model.denoise(x, torch.zeros(1, dtype=torch.long, device=model.device), cond)
+    )
 
 
 # ------------------------------------------------------------------------------------ verbs
 
 
-def train_features(cfg: LayoutConfig, data_dir: Path, out: Path, log: Path | None = None,
-                   device: str = "cpu") -> dict:  # fmt: skip
+def train_features(
+    cfg: LayoutConfig, data_dir: Path, out: Path, log: Path | None = None, device: str = "cpu"
+) -> dict:
     """Train the layout-FID network on the training layouts on `device`; record the FID
     between training and test layouts (the floor a perfect model would reach, up to sample
     size)."""
@@ -118,20 +129,31 @@ def train_features(cfg: LayoutConfig, data_dir: Path, out: Path, log: Path | Non
     torch.manual_seed(cfg.features.train.seed)
     train, test = load_split(data_dir, "train"), load_split(data_dir, "test")
     net = LayoutFeatureNet(cfg.features, cfg.data.max_elements).to(device)  # CPU init, then moved
-    fit(net, feature_loss(net, *padded(train, cfg), cfg.features), cfg.features.train, out,
-        to_dict(cfg), log)  # fmt: skip
+    fit(
+        net,
+        feature_loss(net, *padded(train, cfg), cfg.features),
+        cfg.features.train,
+        out,
+        to_dict(cfg),
+        log,
+    )
     net.load_state_dict(records.load_checkpoint(out)["model"])
     held = heldout_layouts(cfg, test)
     n = len(held)
-    summary = {"fid_train_vs_test": fid(extract(net, *padded(train[:n], cfg)),
-                                        extract(net, *padded(held, cfg))), "n": n,
-               "device": device}  # fmt: skip
+    summary = {
+        "fid_train_vs_test": fid(
+            extract(net, *padded(train[:n], cfg)), extract(net, *padded(held, cfg))
+        ),
+        "n": n,
+        "device": device,
+    }
     records.write_json(out.with_suffix(".json"), summary)
     return summary
 
 
-def pretrain(cfg: LayoutConfig, data_dir: Path, out: Path, log: Path | None = None,
-             device: str = "cpu") -> None:  # fmt: skip
+def pretrain(
+    cfg: LayoutConfig, data_dir: Path, out: Path, log: Path | None = None, device: str = "cpu"
+) -> None:
     """Pre-train the base on the training layouts with the DDPM denoising loss, on `device`."""
     from graftbench.layout.model import LayoutAdapter
     from graftbench.losses import denoising_loss
@@ -152,7 +174,7 @@ def pretrain(cfg: LayoutConfig, data_dir: Path, out: Path, log: Path | None = No
     fit(model.network, loss_fn, cfg.pretrain, out, to_dict(cfg), log)
 
 
-def _write_run(out: Path, metrics: dict, ev: dict, boxes: np.ndarray, evaluator: Evaluator) -> None:  # fmt: skip
+def _write_run(out: Path, metrics: dict, ev: dict, boxes: np.ndarray, evaluator: Evaluator) -> None:
     from graftbench.layout.render import grid
 
     with records.atomic_path(out / "boxes.npz") as tmp, open(tmp, "wb") as f:
@@ -168,8 +190,15 @@ def _write_run(out: Path, metrics: dict, ev: dict, boxes: np.ndarray, evaluator:
     records.write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
 
 
-def evaluate_base(cfg: LayoutConfig, model_path: Path, data_dir: Path, features: Path, seed: int,
-                  out: Path, device: str = "cpu") -> dict:  # fmt: skip
+def evaluate_base(
+    cfg: LayoutConfig,
+    model_path: Path,
+    data_dir: Path,
+    features: Path,
+    seed: int,
+    out: Path,
+    device: str = "cpu",
+) -> dict:
     """The pre-trained model, evaluated as every fine-tuned one is."""
     from graftbench.layout.model import LayoutAdapter
     from graftbench.tasks.finetuning import base_record, plain_factory
@@ -186,8 +215,17 @@ def evaluate_base(cfg: LayoutConfig, model_path: Path, data_dir: Path, features:
     return {**metrics, **ev}
 
 
-def finetune(cfg: LayoutConfig, model_path: Path, data_dir: Path, features: Path, run: str,
-             seed: int, base_boxes: Path, out: Path, device: str = "cpu") -> dict:  # fmt: skip
+def finetune(
+    cfg: LayoutConfig,
+    model_path: Path,
+    data_dir: Path,
+    features: Path,
+    run: str,
+    seed: int,
+    base_boxes: Path,
+    out: Path,
+    device: str = "cpu",
+) -> dict:
     """Fine-tune the pre-trained model with one method on the fine-tuning conditions until
     the reward budget is spent (a held-out curve point every `evaluate.curve_every` rounds);
     then evaluate it, and its drift from the base on the same evaluation noise."""
@@ -206,17 +244,24 @@ def finetune(cfg: LayoutConfig, model_path: Path, data_dir: Path, features: Path
     method = build_method(cfg, "layout", run, model, seed)
     segments, n_i = eval_segments(method, model)
     conditions = finetune_conditions(cfg, load_split(data_dir, "train"))
-    rows = run_with_curve(method, conditions, reward_fn(cfg.reward),
-                          lambda: evaluator.curve(segments, model, seed), cfg.evaluate.curve_every,
-                          out)  # fmt: skip
+    rows = run_with_curve(
+        method,
+        conditions,
+        reward_fn(cfg.reward),
+        lambda: evaluator.curve(segments, model, seed),
+        cfg.evaluate.curve_every,
+        out,
+    )
     if not is_writer():  # the other ranks' models equal rank 0's: it evaluates, writes
         return {}
     train_s = time.perf_counter() - t0
     ev, boxes = evaluator(segments, model, seed)
     base = np.load(base_boxes)["boxes"]
     if base.shape != boxes.shape:
-        raise InputError(f"{base_boxes}: base boxes {base.shape} do not match this run's "
-                         f"{boxes.shape}; rerun the base evaluation")  # fmt: skip
+        raise InputError(
+            f"{base_boxes}: base boxes {base.shape} do not match this run's "
+            f"{boxes.shape}; rerun the base evaluation"
+        )
     mask = condition_mask(evaluator.held_conditions + evaluator.train_conditions, boxes.shape[1])
     ev["drift"] = float(np.sqrt(((boxes - base) ** 2)[mask].mean()))
     ev["curve_reward"] = rows[-1]["curve_reward"]

@@ -52,8 +52,10 @@ class MoleculeDataConfig:
         if self.source == "file" and not self.file:
             raise ConfigError("molecule.data.file: source 'file' needs a SMILES file")
         if self.n_test < 1 or self.max_train < 0:
-            raise ConfigError(f"molecule.data: n_test ({self.n_test}) must be at least 1 and "
-                              f"max_train ({self.max_train}) at least 0")  # fmt: skip
+            raise ConfigError(
+                f"molecule.data: n_test ({self.n_test}) must be at least 1 and "
+                f"max_train ({self.max_train}) at least 0"
+            )
 
 
 @dataclass
@@ -70,8 +72,9 @@ class MoleculeEvaluateConfig:
     def __post_init__(self):
         for key in ("num_steps", "samples", "batch_size", "curve_samples", "curve_every"):
             if getattr(self, key) < 1:
-                raise ConfigError(f"molecule.evaluate.{key}: {getattr(self, key)} must be at "
-                                  "least 1")  # fmt: skip
+                raise ConfigError(
+                    f"molecule.evaluate.{key}: {getattr(self, key)} must be at least 1"
+                )
 
 
 @dataclass
@@ -94,12 +97,16 @@ class MoleculeConfig:
 
     def __post_init__(self):
         if "graft_dedup" in self.methods and not self.graft_dedup.selection.dedup:
-            raise ConfigError("molecule.graft_dedup.selection.dedup: must be true (it is the "
-                              "de-duplicated GRAFT run)")  # fmt: skip
+            raise ConfigError(
+                "molecule.graft_dedup.selection.dedup: must be true (it is the "
+                "de-duplicated GRAFT run)"
+            )
         if self.model.num_train_timesteps < self.evaluate.num_steps:
-            raise ConfigError(f"molecule.evaluate.num_steps: {self.evaluate.num_steps} exceeds "
-                              f"molecule.model.num_train_timesteps "
-                              f"({self.model.num_train_timesteps})")  # fmt: skip
+            raise ConfigError(
+                f"molecule.evaluate.num_steps: {self.evaluate.num_steps} exceeds "
+                f"molecule.model.num_train_timesteps "
+                f"({self.model.num_train_timesteps})"
+            )
         check_methods(self, "molecule")
 
     def runs(self) -> list[str]:
@@ -118,8 +125,10 @@ def _load_source(cfg: MoleculeDataConfig) -> list[str]:
     if cfg.source == "moses":
         return list(dict.fromkeys(s for s in map(data.canonical, data.load_moses("train")) if s))
     if not Path(cfg.file).is_file():
-        raise InputError(f"molecule.data.file: {cfg.file} does not exist; source 'file' reads "
-                         "a SMILES file you supply (one SMILES per line)")  # fmt: skip
+        raise InputError(
+            f"molecule.data.file: {cfg.file} does not exist; source 'file' reads "
+            "a SMILES file you supply (one SMILES per line)"
+        )
     return list(dict.fromkeys(data.read_smiles(cfg.file)))
 
 
@@ -132,8 +141,10 @@ def prepare_data(cfg: MoleculeConfig, out: Path) -> dict:
 
     smiles = _load_source(cfg.data)
     if len(smiles) <= cfg.data.n_test:
-        raise InputError(f"molecule data: {len(smiles)} molecules, not more than "
-                         f"molecule.data.n_test = {cfg.data.n_test}")  # fmt: skip
+        raise InputError(
+            f"molecule data: {len(smiles)} molecules, not more than "
+            f"molecule.data.n_test = {cfg.data.n_test}"
+        )
     train, test = data.split(smiles, cfg.data.n_test / len(smiles), cfg.data.split_seed)
     if cfg.data.max_train and len(train) > cfg.data.max_train:
         import numpy as np
@@ -145,8 +156,10 @@ def prepare_data(cfg: MoleculeConfig, out: Path) -> dict:
         [s for s in part if _length(s, rep) <= cfg.model.length] for part in (train, test)
     )
     if not train or len(test) < 2:
-        raise InputError(f"molecule data: {len(train)} training and {len(test)} test molecules "
-                         f"of at most molecule.model.length = {cfg.model.length} {rep} tokens")  # fmt: skip
+        raise InputError(
+            f"molecule data: {len(train)} training and {len(test)} test molecules "
+            f"of at most molecule.model.length = {cfg.model.length} {rep} tokens"
+        )
     out.mkdir(parents=True, exist_ok=True)
     data.write_smiles(out / "train.smi", train)
     data.write_smiles(out / "test.smi", test)
@@ -155,10 +168,15 @@ def prepare_data(cfg: MoleculeConfig, out: Path) -> dict:
 
         with records.atomic_path(out / "fcd_test.npz") as tmp, open(tmp, "wb") as f:
             fcd_reference_stats(test).save(f)
-    summary = {"source": cfg.data.source, "n_source": len(smiles), "representation": rep,
-               "n_too_long": n - len(train) - len(test), "n_train": len(train),
-               "n_test": len(test),
-               "real_test": molecule_metrics(test[: cfg.evaluate.samples], train, cfg)}  # fmt: skip
+    summary = {
+        "source": cfg.data.source,
+        "n_source": len(smiles),
+        "representation": rep,
+        "n_too_long": n - len(train) - len(test),
+        "n_train": len(train),
+        "n_test": len(test),
+        "real_test": molecule_metrics(test[: cfg.evaluate.samples], train, cfg),
+    }
     records.write_json(out / "summary.json", summary)  # last: marks finished data
     return summary
 

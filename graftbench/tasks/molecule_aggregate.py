@@ -24,9 +24,22 @@ from graftbench.tasks.finetune_aggregate import (
 )
 
 VALUES = [
-    "reward", "improvement_pct", "validity", "uniqueness", "novelty", "qed", "sa", "intdiv",
-    "fcd", "drift", "reward_queries", "sampler_nfe", "sampler_flops", "train_flops", "wall_s",
-]  # fmt: skip
+    "reward",
+    "improvement_pct",
+    "validity",
+    "uniqueness",
+    "novelty",
+    "qed",
+    "sa",
+    "intdiv",
+    "fcd",
+    "drift",
+    "reward_queries",
+    "sampler_nfe",
+    "sampler_flops",
+    "train_flops",
+    "wall_s",
+]
 
 
 def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) -> None:
@@ -58,8 +71,13 @@ def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
         f"versions: {provenance(runs)}",
     ]
     write_table(summary, table, "Molecules: reward fine-tuning at equal reward queries", notes)
-    plot_reward_vs_queries(task_dir, runs, figures[0], f"{cfg['reward']} of fresh samples",
-                           "Reward of fresh samples during fine-tuning")  # fmt: skip
+    plot_reward_vs_queries(
+        task_dir,
+        runs,
+        figures[0],
+        f"{cfg['reward']} of fresh samples",
+        "Reward of fresh samples during fine-tuning",
+    )
     plot_pgraft_vs_ni(runs, figures[1], cfg["reward"], columns=("reward",))
     plot_samples(task_dir, runs, figures[2])
 
@@ -77,6 +95,8 @@ def plot_samples(task_dir: Path, runs: pd.DataFrame, path: Path, n: int = 6) -> 
         return [np.asarray(Draw.MolToImage(m, size=(200, 200))) for m in mols]
 
     fig, _, first = sample_grid(task_dir, runs, n, drawings, cell=(1.6, 1.7), top=0.4)
-    fig.suptitle(f"First valid samples, same random numbers for every method (seed "
-                 f"{int(first.min())})", fontsize=9)  # fmt: skip
+    fig.suptitle(
+        f"First valid samples, same random numbers for every method (seed {int(first.min())})",
+        fontsize=9,
+    )
     save(fig, path)

@@ -31,8 +31,9 @@ def sample_tokens(segments, model, n: int, ev: MoleculeEvaluateConfig, seed: int
     device = next(model.network.parameters()).device
     loop = LoopConfig(num_steps=ev.num_steps, sample_batch=ev.batch_size)
     g = torch.Generator(device=device).manual_seed(seed)
-    return sample_segments(model, segments, model.scheduler("masked"), [CONDITION] * n, loop, g,
-                           keep={ev.num_steps}).final.cpu()  # fmt: skip
+    return sample_segments(
+        model, segments, model.scheduler("masked"), [CONDITION] * n, loop, g, keep={ev.num_steps}
+    ).final.cpu()
 
 
 class Evaluator:
@@ -72,8 +73,9 @@ class Evaluator:
 # ------------------------------------------------------------------------------------ verbs
 
 
-def pretrain(cfg: MoleculeConfig, data_dir: Path, out: Path, log: Path | None = None,
-             device: str = "cpu") -> None:  # fmt: skip
+def pretrain(
+    cfg: MoleculeConfig, data_dir: Path, out: Path, log: Path | None = None, device: str = "cpu"
+) -> None:
     """Pre-train the base on the training SMILES with the masked-diffusion loss, on
     `device`; the vocabulary is the training set's tokens (stored in the checkpoint's config)."""
     from graftbench.molecule.model import MoleculeAdapter
@@ -96,8 +98,9 @@ def pretrain(cfg: MoleculeConfig, data_dir: Path, out: Path, log: Path | None = 
     fit(model.network, loss_fn, cfg.pretrain, out, config, log)
 
 
-def _write_run(out: Path, metrics: dict, ev: dict, tokens: np.ndarray, smiles: list[str],
-               cfg: MoleculeConfig) -> None:  # fmt: skip
+def _write_run(
+    out: Path, metrics: dict, ev: dict, tokens: np.ndarray, smiles: list[str], cfg: MoleculeConfig
+) -> None:
     from graftbench.molecule.data import write_smiles
     from graftbench.molecule.metrics import score
 
@@ -122,8 +125,9 @@ def draw_grid(smiles: list[str], path: Path, ncol: int = 8) -> None:
         image.save(tmp, format="png")
 
 
-def evaluate_base(cfg: MoleculeConfig, model_path: Path, data_dir: Path, seed: int, out: Path,
-                  device: str = "cpu") -> dict:  # fmt: skip
+def evaluate_base(
+    cfg: MoleculeConfig, model_path: Path, data_dir: Path, seed: int, out: Path, device: str = "cpu"
+) -> dict:
     """The pre-trained model, evaluated as every fine-tuned one is."""
     from graftbench.molecule.model import MoleculeAdapter
     from graftbench.tasks.finetuning import base_record, plain_factory
@@ -140,8 +144,16 @@ def evaluate_base(cfg: MoleculeConfig, model_path: Path, data_dir: Path, seed: i
     return {**metrics, **ev}
 
 
-def finetune(cfg: MoleculeConfig, model_path: Path, data_dir: Path, run: str, seed: int,
-             base_tokens: Path, out: Path, device: str = "cpu") -> dict:  # fmt: skip
+def finetune(
+    cfg: MoleculeConfig,
+    model_path: Path,
+    data_dir: Path,
+    run: str,
+    seed: int,
+    base_tokens: Path,
+    out: Path,
+    device: str = "cpu",
+) -> dict:
     """Fine-tune the pre-trained model with one method until the reward budget is spent (a
     curve point every `evaluate.curve_every` rounds); then evaluate it, and its drift from
     the base: the share of token positions that differ from the base's samples drawn with
@@ -160,20 +172,26 @@ def finetune(cfg: MoleculeConfig, model_path: Path, data_dir: Path, run: str, se
     model = MoleculeAdapter.load(model_path, device)
     evaluator = Evaluator(cfg, data_dir, device)
     # de-duplication compares molecules, not strings: two SMILES of one graph are copies
-    method = build_method(cfg, "molecule", run, model, seed,
-                          dedup_key=lambda s: canonical(s) or s)  # fmt: skip
+    method = build_method(cfg, "molecule", run, model, seed, dedup_key=lambda s: canonical(s) or s)
     segments, n_i = eval_segments(method, model)
-    rows = run_with_curve(method, [CONDITION], reward_fn(cfg),
-                          lambda: evaluator.curve(segments, model, seed), cfg.evaluate.curve_every,
-                          out)  # fmt: skip
+    rows = run_with_curve(
+        method,
+        [CONDITION],
+        reward_fn(cfg),
+        lambda: evaluator.curve(segments, model, seed),
+        cfg.evaluate.curve_every,
+        out,
+    )
     if not is_writer():  # the other ranks' models equal rank 0's: it evaluates, writes
         return {}
     train_s = time.perf_counter() - t0
     ev, tokens, smiles = evaluator(segments, model, seed)
     base = np.load(base_tokens)["tokens"]
     if base.shape != tokens.shape:
-        raise InputError(f"{base_tokens}: base tokens {base.shape} do not match this run's "
-                         f"{tokens.shape}; rerun the base evaluation")  # fmt: skip
+        raise InputError(
+            f"{base_tokens}: base tokens {base.shape} do not match this run's "
+            f"{tokens.shape}; rerun the base evaluation"
+        )
     ev["drift"] = float((tokens != base).mean())
     ev["curve_reward"] = rows[-1]["curve_reward"]
     metrics = run_record(rows, run, seed, n_i, model.flops_per_call(), 1, t0, train_s, device)

@@ -66,11 +66,14 @@ class PromptsConfig:
 
     def __post_init__(self):
         if self.source != "scenes" and not self.path:
-            raise ConfigError(f"t2i.prompts.path: empty; prompts from {self.source} are read "
-                              "from a file you supply (README, 'Paper scale')")  # fmt: skip
+            raise ConfigError(
+                f"t2i.prompts.path: empty; prompts from {self.source} are read "
+                "from a file you supply (README, 'Paper scale')"
+            )
         if not 0 < self.heldout_fraction < 1:
-            raise ConfigError(f"t2i.prompts.heldout_fraction: {self.heldout_fraction} not in "
-                              "(0, 1)")  # fmt: skip
+            raise ConfigError(
+                f"t2i.prompts.heldout_fraction: {self.heldout_fraction} not in (0, 1)"
+            )
 
 
 @dataclass
@@ -93,8 +96,14 @@ class EvaluateConfig:
     }
 
     def __post_init__(self):
-        for key in ("num_steps", "samples_per_prompt", "train_samples_per_prompt", "batch_size",
-                    "curve_prompts", "curve_every"):  # fmt: skip
+        for key in (
+            "num_steps",
+            "samples_per_prompt",
+            "train_samples_per_prompt",
+            "batch_size",
+            "curve_prompts",
+            "curve_every",
+        ):
             if getattr(self, key) < 1:
                 raise ConfigError(f"t2i.evaluate.{key}: {getattr(self, key)} must be at least 1")
         if self.eta < 0:
@@ -126,16 +135,22 @@ class T2IConfig:
 
     def __post_init__(self):
         if self.finetune_prompts < 0:
-            raise ConfigError(f"t2i.finetune_prompts: {self.finetune_prompts} must be >= 0 "
-                              "(0 = every training prompt)")  # fmt: skip
+            raise ConfigError(
+                f"t2i.finetune_prompts: {self.finetune_prompts} must be >= 0 "
+                "(0 = every training prompt)"
+            )
         check_methods(self, "t2i")
         if self.prompts.source != "scenes" and not self.scorer:
-            raise ConfigError(f"t2i.scorer: empty, but the verifier reads scene prompts only; "
-                              f"prompts from {self.prompts.source} need a scorer command, e.g. "
-                              "VQAScore's (README, 'Paper scale')")  # fmt: skip
+            raise ConfigError(
+                f"t2i.scorer: empty, but the verifier reads scene prompts only; "
+                f"prompts from {self.prompts.source} need a scorer command, e.g. "
+                "VQAScore's (README, 'Paper scale')"
+            )
         if self.stable_diffusion is not None and not self.stable_diffusion.path:
-            raise ConfigError("t2i.stable_diffusion.path: empty; give the local diffusers "
-                              "folder of the base (README, 'Paper scale')")  # fmt: skip
+            raise ConfigError(
+                "t2i.stable_diffusion.path: empty; give the local diffusers "
+                "folder of the base (README, 'Paper scale')"
+            )
 
     def runs(self) -> list[str]:
         """Run names, in table order: base, graft, pgraft{N_I}..., ddpo."""
@@ -191,8 +206,9 @@ def eval_prompts(cfg: T2IConfig) -> dict[str, list]:
 
 
 @torch.no_grad()
-def sample_images(segments, model, prompts: list[Prompt], ev: EvaluateConfig,
-                  seed: int) -> np.ndarray:  # fmt: skip
+def sample_images(
+    segments, model, prompts: list[Prompt], ev: EvaluateConfig, seed: int
+) -> np.ndarray:
     """Images (n, H, W, 3) uint8 for `prompts` from the evaluation sampler; segments as in
     `loop.sample_segments` (one for a plain model, two for P-GRAFT's stitching)."""
     from graftbench.methods.loop import LoopConfig, sample_segments
@@ -200,12 +216,21 @@ def sample_images(segments, model, prompts: list[Prompt], ev: EvaluateConfig,
     device = next(model.network.parameters()).device
     loop = LoopConfig(num_steps=ev.num_steps, eta=ev.eta, sample_batch=ev.batch_size)
     g = torch.Generator(device=device).manual_seed(seed)
-    roll = sample_segments(model, segments, model.scheduler("ddim"), [p.text for p in prompts],
-                           loop, g, keep={ev.num_steps})  # fmt: skip
+    roll = sample_segments(
+        model,
+        segments,
+        model.scheduler("ddim"),
+        [p.text for p in prompts],
+        loop,
+        g,
+        keep={ev.num_steps},
+    )
     # decoded a sampler batch at a time and kept as uint8 on the host: at 512 px a float32
     # image is 3 MB, and an SD evaluation holds thousands
-    parts = [(model.decode(z).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
-             for z in roll.final.split(ev.batch_size)]  # fmt: skip
+    parts = [
+        (model.decode(z).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+        for z in roll.final.split(ev.batch_size)
+    ]
     return torch.cat(parts).numpy()
 
 
@@ -216,8 +241,11 @@ def diversity(images: np.ndarray, per_prompt: int) -> float:
     if per_prompt < 2:
         return float("nan")
     x = images.reshape(-1, per_prompt, images[0].size).astype(np.float64) / 255
-    d = [np.sqrt(((x[:, i] - x[:, j]) ** 2).mean(1)) for i in range(per_prompt)
-         for j in range(i + 1, per_prompt)]  # fmt: skip
+    d = [
+        np.sqrt(((x[:, i] - x[:, j]) ** 2).mean(1))
+        for i in range(per_prompt)
+        for j in range(i + 1, per_prompt)
+    ]
     return float(np.mean(d))
 
 
@@ -227,7 +255,9 @@ def _evaluated(cfg: T2IConfig) -> list[tuple[list, int]]:
     return [(sets["heldout"], ev.samples_per_prompt), (sets["train"], ev.train_samples_per_prompt)]
 
 
-def evaluation(segments, model, cfg: T2IConfig, judge, seed: int) -> tuple[dict, np.ndarray, np.ndarray]:  # fmt: skip
+def evaluation(
+    segments, model, cfg: T2IConfig, judge, seed: int
+) -> tuple[dict, np.ndarray, np.ndarray]:
     """Held-out and training-prompt metrics plus diversity; returns them with the images
     (held-out first, each prompt-major with samples_per_prompt images, then training, with
     train_samples_per_prompt) and each image's score (n,), in the same order."""
@@ -237,10 +267,15 @@ def evaluation(segments, model, cfg: T2IConfig, judge, seed: int) -> tuple[dict,
     images = sample_images(segments, model, held + train, ev, seed + ev.seed_offset)
     held_metrics, held_scores = judge.score(images[: len(held)], held, "heldout")
     train_metrics, train_scores = judge.score(images[len(held) :], train, "train")
-    out = {**held_metrics, **train_metrics,
-           "diversity": diversity(images[: len(held)], k), "n_heldout_prompts": len(sets["heldout"]),
-           "n_train_prompts": len(sets["train"]), "samples_per_prompt": k,
-           "train_samples_per_prompt": ev.train_samples_per_prompt}  # fmt: skip
+    out = {
+        **held_metrics,
+        **train_metrics,
+        "diversity": diversity(images[: len(held)], k),
+        "n_heldout_prompts": len(sets["heldout"]),
+        "n_train_prompts": len(sets["train"]),
+        "samples_per_prompt": k,
+        "train_samples_per_prompt": ev.train_samples_per_prompt,
+    }
     return out, images, np.concatenate([held_scores, train_scores])
 
 
@@ -310,8 +345,9 @@ def stable_diffusion_base(cfg: T2IConfig, out: Path, log: Path | None = None) ->
     from graftbench.models.stable_diffusion import check_folder
 
     folder = check_folder(cfg.stable_diffusion.path)
-    records.save_checkpoint(out, {"model": {}, "lora": None},
-                            {**to_dict(cfg), "model": to_dict(cfg.stable_diffusion)})  # fmt: skip
+    records.save_checkpoint(
+        out, {"model": {}, "lora": None}, {**to_dict(cfg), "model": to_dict(cfg.stable_diffusion)}
+    )
     if log:
         records.append_jsonl(log, {"step": 0, "stable_diffusion": str(folder.resolve())})
 
@@ -334,19 +370,28 @@ def _judge(cfg: T2IConfig, out: Path):
     return open_judge(cfg.scorer, cfg.verifier, out / "scorer.log")
 
 
-def _write_run(out: Path, metrics: dict, evaluation_: dict, images: np.ndarray,
-               scores: np.ndarray, cfg: T2IConfig) -> None:  # fmt: skip
+def _write_run(
+    out: Path,
+    metrics: dict,
+    evaluation_: dict,
+    images: np.ndarray,
+    scores: np.ndarray,
+    cfg: T2IConfig,
+) -> None:
     with records.atomic_path(out / "images.npz") as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, images=images, scores=scores)
     n = len(eval_prompts(cfg)["heldout"]) * cfg.evaluate.samples_per_prompt
-    records.save_image_grid(out / "grid.png", images[: min(n, 32)],
-                            ncol=cfg.evaluate.samples_per_prompt * 4)  # fmt: skip
+    records.save_image_grid(
+        out / "grid.png", images[: min(n, 32)], ncol=cfg.evaluate.samples_per_prompt * 4
+    )
     records.write_json(out / "config.json", to_dict(cfg))
     records.write_json(out / "eval.json", evaluation_)
     records.write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
 
 
-def evaluate_base(cfg: T2IConfig, model_path: Path, seed: int, out: Path, device: str = "cpu") -> dict:  # fmt: skip
+def evaluate_base(
+    cfg: T2IConfig, model_path: Path, seed: int, out: Path, device: str = "cpu"
+) -> dict:
     """The pre-trained model, evaluated as every fine-tuned one is."""
     t0 = time.perf_counter()
     model = load_model(model_path, device)
@@ -374,15 +419,24 @@ def _base_scores(path: Path, cfg: T2IConfig) -> np.ndarray:
         scores = saved.get("scores")
     if scores is None or len(scores) != n:
         got = "no per-image scores" if scores is None else f"{len(scores)} scored images"
-        raise InputError(f"{path}: the base evaluation has {got}, this config's evaluation "
-                         f"makes {n} (evaluate.samples_per_prompt {ev.samples_per_prompt}, "
-                         f"train_samples_per_prompt {ev.train_samples_per_prompt}); rerun the "
-                         "base evaluation")  # fmt: skip
+        raise InputError(
+            f"{path}: the base evaluation has {got}, this config's evaluation "
+            f"makes {n} (evaluate.samples_per_prompt {ev.samples_per_prompt}, "
+            f"train_samples_per_prompt {ev.train_samples_per_prompt}); rerun the "
+            "base evaluation"
+        )
     return scores
 
 
-def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images: Path,
-             out: Path, device: str = "cpu") -> dict:  # fmt: skip
+def finetune(
+    cfg: T2IConfig,
+    model_path: Path,
+    run: str,
+    seed: int,
+    base_images: Path,
+    out: Path,
+    device: str = "cpu",
+) -> dict:
     """Fine-tune the pre-trained model with one method on the training prompts until the
     reward budget is spent, recording a held-out curve point every `evaluate.curve_every`
     rounds; then evaluate it, with its drift and training-reward change from the base on the
@@ -396,9 +450,15 @@ def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images:
     segments, n_i = eval_segments(method, model)
     judge = _judge(cfg, out)  # one scorer process for the loop and the evaluation
     try:
-        rows = run_with_curve(method, finetune_prompts(cfg), image_reward(judge.reward()),
-                              lambda: curve_point(segments, model, cfg, judge, seed),
-                              cfg.evaluate.curve_every, out, model_input=lambda p: p.text)  # fmt: skip
+        rows = run_with_curve(
+            method,
+            finetune_prompts(cfg),
+            image_reward(judge.reward()),
+            lambda: curve_point(segments, model, cfg, judge, seed),
+            cfg.evaluate.curve_every,
+            out,
+            model_input=lambda p: p.text,
+        )
         if not is_writer():  # the other ranks' models equal rank 0's: it evaluates, writes
             return {}
         train_s = time.perf_counter() - t0
@@ -407,8 +467,10 @@ def finetune(cfg: T2IConfig, model_path: Path, run: str, seed: int, base_images:
         judge.close()
     base = np.load(base_images)["images"]
     if base.shape != images.shape:
-        raise InputError(f"{base_images}: base images {base.shape} do not match this run's "
-                         f"{images.shape}; rerun the base evaluation")  # fmt: skip
+        raise InputError(
+            f"{base_images}: base images {base.shape} do not match this run's "
+            f"{images.shape}; rerun the base evaluation"
+        )
     ev["drift"] = float(np.sqrt(((images / 255 - base / 255) ** 2).mean()))
     train_prompts, k_train = _evaluated(cfg)[1]
     ev.update(paired_change(scores, base_scores, len(train_prompts) * k_train))

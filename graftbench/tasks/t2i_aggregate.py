@@ -34,8 +34,17 @@ PAPER_CLAIM = (
     "GRAFT and DDPO"
 )
 HEAD = ["heldout_reward", "improvement_pct", "heldout_accuracy"]
-TAIL = ["train_reward", "train_change", "diversity", "drift", "reward_queries", "sampler_nfe",
-        "sampler_flops", "train_flops", "wall_s"]  # fmt: skip
+TAIL = [
+    "train_reward",
+    "train_change",
+    "diversity",
+    "drift",
+    "reward_queries",
+    "sampler_nfe",
+    "sampler_flops",
+    "train_flops",
+    "wall_s",
+]
 
 
 def values(runs: pd.DataFrame) -> list[str]:
@@ -55,25 +64,35 @@ def _prompt_notes(cfg, first) -> list[str]:
     n_held, n_train = int(first["n_heldout_prompts"]), int(first["n_train_prompts"])
     k = int(first["samples_per_prompt"])
     k_train = int(first.get("train_samples_per_prompt", k))  # records before it was a key
-    train = (f"train_reward: the {n_train} training prompts fine-tuning drew from, {k_train} "
-             "images each (the reward it optimised: compare it with heldout_reward for reward "
-             "hacking); train_change: train_reward minus the base's at the same seed")  # fmt: skip
+    train = (
+        f"train_reward: the {n_train} training prompts fine-tuning drew from, {k_train} "
+        "images each (the reward it optimised: compare it with heldout_reward for reward "
+        "hacking); train_change: train_reward minus the base's at the same seed"
+    )
     if cfg.prompts.source == "scenes":
-        held = (f"held-out: {n_held} prompts whose (colour, shape) or colour-pair combinations "
-                f"fine-tuning never saw (pre-training saw every prompt), {k} images each")  # fmt: skip
+        held = (
+            f"held-out: {n_held} prompts whose (colour, shape) or colour-pair combinations "
+            f"fine-tuning never saw (pre-training saw every prompt), {k} images each"
+        )
     else:
-        held = (f"held-out: {n_held} prompts of {cfg.prompts.source} ({cfg.prompts.path}) held "
-                f"out from fine-tuning ({cfg.prompts.heldout_fraction:g} of each category, "
-                f"seed {cfg.prompts.split_seed}), {k} images each")  # fmt: skip
+        held = (
+            f"held-out: {n_held} prompts of {cfg.prompts.source} ({cfg.prompts.path}) held "
+            f"out from fine-tuning ({cfg.prompts.heldout_fraction:g} of each category, "
+            f"seed {cfg.prompts.split_seed}), {k} images each"
+        )
     evaluator = first.get("evaluator", "verifier")
     if cfg.scorer:
-        reward = (f"reward: the external scorer {evaluator}'s score; heldout_reward_<category>: "
-                  "its mean per category; improvement_pct: relative to the base's held-out "
-                  "reward at the same seed")  # fmt: skip
+        reward = (
+            f"reward: the external scorer {evaluator}'s score; heldout_reward_<category>: "
+            "its mean per category; improvement_pct: relative to the base's held-out "
+            "reward at the same seed"
+        )
     else:
-        reward = ("reward: the programmatic verifier's score (fraction of the prompt's statements "
-                  "that hold); accuracy: all hold (GenEval's role); improvement_pct: relative to "
-                  "the base's held-out reward at the same seed")  # fmt: skip
+        reward = (
+            "reward: the programmatic verifier's score (fraction of the prompt's statements "
+            "that hold); accuracy: all hold (GenEval's role); improvement_pct: relative to "
+            "the base's held-out reward at the same seed"
+        )
     return [f"{held}; {train}", reward]
 
 
@@ -119,8 +138,10 @@ def _train_change_note(runs: pd.DataFrame) -> str:
     for run, sub in runs[runs["run"] != "base"].groupby("run", sort=False):
         if "train_change_ci" not in sub or sub["train_change_ci"].isna().all():
             continue  # records from before the paired change was written
-        seeds = " / ".join(f"{c:+.3f} ± {ci:.3f}" for c, ci in
-                           zip(sub["train_change"], sub["train_change_ci"], strict=True))  # fmt: skip
+        seeds = " / ".join(
+            f"{c:+.3f} ± {ci:.3f}"
+            for c, ci in zip(sub["train_change"], sub["train_change_ci"], strict=True)
+        )
         parts.append(f"{run} (seeds {' / '.join(str(x) for x in sub['seed'])}) {seeds}")
     if not parts:
         return "train_change per seed: not in these records (rerun the evaluations)"
@@ -145,8 +166,10 @@ def plot_samples(task_dir: Path, runs: pd.DataFrame, path: Path, n_prompts: int 
     fig, axes, first = sample_grid(task_dir, runs, len(idx), first_images)
     for c, i in enumerate(idx):
         axes[0, c].set_title("\n".join(textwrap.wrap(prompts[i].text, 18)), fontsize=6)
-    fig.suptitle("Held-out prompts, same noise for every method (seed "
-                 f"{int(first.min())}, first image)", fontsize=9)  # fmt: skip
+    fig.suptitle(
+        f"Held-out prompts, same noise for every method (seed {int(first.min())}, first image)",
+        fontsize=9,
+    )
     save(fig, path)
 
 
@@ -156,4 +179,6 @@ def _config(task_dir: Path, runs: pd.DataFrame):
     from graftbench.tasks.t2i import T2IConfig
 
     seed = runs.loc[runs["run"] == "base", "seed"].min()
-    return parse(T2IConfig, records.read_json(task_dir / "base" / f"seed{seed}" / "config.json"), "t2i")  # fmt: skip
+    return parse(
+        T2IConfig, records.read_json(task_dir / "base" / f"seed{seed}" / "config.json"), "t2i"
+    )

@@ -99,8 +99,15 @@ def prepare_data(cfg: UnconditionalConfig, out: Path) -> None:
     with records.atomic_path(out / "train.npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
-    records.write_json(out / "data.json", {"config": to_dict(cfg.data), "n_train": len(train_x),
-                                            "n_test": len(test_x), "shape": list(images.shape[1:])})  # fmt: skip
+    records.write_json(
+        out / "data.json",
+        {
+            "config": to_dict(cfg.data),
+            "n_train": len(train_x),
+            "n_test": len(test_x),
+            "shape": list(images.shape[1:]),
+        },
+    )
 
 
 def train_features(cfg: UnconditionalConfig, data: Path, out: Path, device: str = "cpu") -> None:
@@ -111,15 +118,23 @@ def train_features(cfg: UnconditionalConfig, data: Path, out: Path, device: str 
             "use 'inception' for data.dataset: folder"
         )
     net, acc = train_feature_net(arrays["images"], arrays["labels"], cfg.features, device)
-    arch = {"in_channels": net.body[0].in_channels, "image_size": net.image_size,
-            "num_classes": net.head.out_features, "dim": cfg.features.dim}  # fmt: skip
+    arch = {
+        "in_channels": net.body[0].in_channels,
+        "image_size": net.image_size,
+        "num_classes": net.head.out_features,
+        "dim": cfg.features.dim,
+    }
     # CPU weights, as train.fit saves them: the file loads anywhere
-    records.save_checkpoint(out, {"model": net.cpu().state_dict(), "arch": arch,
-                                  "train_accuracy": acc, "device": device}, to_dict(cfg))  # fmt: skip
+    records.save_checkpoint(
+        out,
+        {"model": net.cpu().state_dict(), "arch": arch, "train_accuracy": acc, "device": device},
+        to_dict(cfg),
+    )
 
 
-def pretrain(cfg: UnconditionalConfig, data: Path, out: Path, log: Path | None = None,
-             device: str = "cpu") -> None:  # fmt: skip
+def pretrain(
+    cfg: UnconditionalConfig, data: Path, out: Path, log: Path | None = None, device: str = "cpu"
+) -> None:
     from graftbench.models.pixel import PixelFlowAdapter
     from graftbench.paths import rectified_flow, sample_sigma
 
@@ -153,9 +168,16 @@ def load_model(path: Path, device: str = "cpu"):
 
 
 @torch.no_grad()
-def sample(cfg: UnconditionalConfig, model_path: Path, steps: int, seed: int, out: Path,
-           device: str = "cpu", corrector_path: Path | None = None,
-           corrector_steps: int = 0) -> dict:  # fmt: skip
+def sample(
+    cfg: UnconditionalConfig,
+    model_path: Path,
+    steps: int,
+    seed: int,
+    out: Path,
+    device: str = "cpu",
+    corrector_path: Path | None = None,
+    corrector_steps: int = 0,
+) -> dict:
     """Generate cfg.sample.n_samples images with `steps` solver steps into run folder `out`;
     with a corrector (inverse noise correction), the noise first goes through
     `corrector_steps` Euler steps of the corrector flow.
@@ -186,8 +208,10 @@ def sample(cfg: UnconditionalConfig, model_path: Path, steps: int, seed: int, ou
         else:  # INC inverts the Euler map, so its base sampler is Euler (checked in config)
             x, nfe_c, nfe = inc_sample(corrector.velocity, model.velocity, noise, c_sigmas, sigmas)
         images.append((model.decode(x) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
-        records.append_jsonl(out / "log.jsonl", {"batch": b, "images": n, "nfe": nfe + nfe_c,
-                                                 "elapsed_s": time.perf_counter() - t0})  # fmt: skip
+        records.append_jsonl(
+            out / "log.jsonl",
+            {"batch": b, "images": n, "nfe": nfe + nfe_c, "elapsed_s": time.perf_counter() - t0},
+        )
     wall = time.perf_counter() - t0
     images = torch.cat(images).numpy()
     example = torch.zeros((2, *model.sample_shape), device=device)
@@ -208,16 +232,26 @@ def sample(cfg: UnconditionalConfig, model_path: Path, steps: int, seed: int, ou
     partial.replace(out / "samples")
     records.save_image_grid(out / "grid.png", images[:64])
     metrics = {
-        "task": "unconditional", "method": "inc" if corrector else "base", "solver": sc.solver,
-        "steps": steps, "corrector_steps": corrector_steps if corrector else 0, "seed": seed, "n_samples": len(images),
-        "nfe": nfe + nfe_c, "flops_per_nfe": per_call, "corrector_flops_per_nfe": per_call_c,
-        "flops_per_image": per_call * nfe + per_call_c * nfe_c, "wall_s": wall,
+        "task": "unconditional",
+        "method": "inc" if corrector else "base",
+        "solver": sc.solver,
+        "steps": steps,
+        "corrector_steps": corrector_steps if corrector else 0,
+        "seed": seed,
+        "n_samples": len(images),
+        "nfe": nfe + nfe_c,
+        "flops_per_nfe": per_call,
+        "corrector_flops_per_nfe": per_call_c,
+        "flops_per_image": per_call * nfe + per_call_c * nfe_c,
+        "wall_s": wall,
         "wall_s_per_image": wall / len(images),
         "params": sum(p.numel() for p in model.network.parameters()),
-        "corrector_params": sum(p.numel() for p in corrector.network.parameters()) if corrector else 0,
+        "corrector_params": sum(p.numel() for p in corrector.network.parameters())
+        if corrector
+        else 0,
         "device": device,
         "versions": records.versions(),
-    }  # fmt: skip
+    }
     records.write_json(out / "config.json", to_dict(cfg))
     records.write_json(out / "metrics.json", metrics)
     return metrics
@@ -233,8 +267,11 @@ def aggregate(task_dir: Path, table: Path, figure: Path, profile: str) -> None:
     runs = runs[runs["method"] == "base"]  # base + INC runs have their own table (inc)
     fid_cols = sorted(c for c in runs.columns if c.startswith("fid.") and not c.startswith("fid_"))
     floor, floor_notes = real_data_floor(task_dir, fid_cols)
-    summary = summarise(runs, ["method", "solver", "steps"],
-                        ["nfe", "flops_per_image", *fid_cols, "wall_s_per_image"])  # fmt: skip
+    summary = summarise(
+        runs,
+        ["method", "solver", "steps"],
+        ["nfe", "flops_per_image", *fid_cols, "wall_s_per_image"],
+    )
     notes = [
         f"profile: {profile}; FID of {int(runs['n_samples'].iloc[0])} samples against the "
         f"{int(runs['n_reference'].iloc[0])} held-out test images (never trained on)",
@@ -256,13 +293,17 @@ def real_data_floor(task_dir: Path, fid_cols: list[str]):
 
     path = task_dir / "real_data_eval.json"
     floor = pd.json_normalize([records.read_json(path)]) if path.exists() else pd.DataFrame()
-    notes = [f"real-data floor ({col}): train subset vs test = {floor[col].iloc[0]:.3f}"
-             for col in fid_cols if col in floor]  # fmt: skip
+    notes = [
+        f"real-data floor ({col}): train subset vs test = {floor[col].iloc[0]:.3f}"
+        for col in fid_cols
+        if col in floor
+    ]
     return floor, notes
 
 
-def plot_fid_vs_flops(summary, floor, fid_cols, path: Path,
-                      title: str = "FID vs FLOPs (labels: steps)") -> None:  # fmt: skip
+def plot_fid_vs_flops(
+    summary, floor, fid_cols, path: Path, title: str = "FID vs FLOPs (labels: steps)"
+) -> None:
     """One panel per FID back-end: a line per (method, solver) of `summary`, labelled by
     its `steps` column, with the real-data floor as a dashed line."""
     import matplotlib
@@ -275,11 +316,22 @@ def plot_fid_vs_flops(summary, floor, fid_cols, path: Path,
     for ax, col in zip(axes[0], fid_cols, strict=True):
         for (method, solver), sub in summary.groupby(["method", "solver"]):
             sub = sub.sort_values("flops_per_image_mean")
-            ax.errorbar(sub["flops_per_image_mean"], sub[f"{col}_mean"], yerr=sub[f"{col}_ci95"],
-                        marker="o", capsize=3, label=f"{method} ({solver})")  # fmt: skip
+            ax.errorbar(
+                sub["flops_per_image_mean"],
+                sub[f"{col}_mean"],
+                yerr=sub[f"{col}_ci95"],
+                marker="o",
+                capsize=3,
+                label=f"{method} ({solver})",
+            )
             for _, r in sub.iterrows():
-                ax.annotate(f"{int(r['steps'])}", (r["flops_per_image_mean"], r[f"{col}_mean"]),
-                            textcoords="offset points", xytext=(4, 4), fontsize=8)  # fmt: skip
+                ax.annotate(
+                    f"{int(r['steps'])}",
+                    (r["flops_per_image_mean"], r[f"{col}_mean"]),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=8,
+                )
         if col in floor:
             ax.axhline(floor[col].iloc[0], color="grey", ls="--", label="real data (floor)")
         ax.set_xscale("log")

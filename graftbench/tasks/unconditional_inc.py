@@ -37,8 +37,14 @@ def _train_images(data: Path, n: int) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def invert(cfg: UnconditionalConfig, data: Path, model_path: Path, steps: int, out: Path,
-           device: str = "cpu") -> dict:  # fmt: skip
+def invert(
+    cfg: UnconditionalConfig,
+    data: Path,
+    model_path: Path,
+    steps: int,
+    out: Path,
+    device: str = "cpu",
+) -> dict:
     """Invert training images through the base Euler sampler with `steps` steps (the
     sampler the table evaluates, same sigma grid) on `device` and store the noise at `out`."""
     from graftbench.methods.inc import invert_data, noise_diagnostics
@@ -53,20 +59,30 @@ def invert(cfg: UnconditionalConfig, data: Path, model_path: Path, steps: int, o
     wall = time.perf_counter() - t0
     noise = inv.noise.cpu()  # diagnostics draw their Gaussians on the CPU; stored as CPU tensors
     summary = {
-        "steps": steps, "n_images": len(x), "nfe_per_image": inv.nfe, "wall_s": wall,
+        "steps": steps,
+        "n_images": len(x),
+        "nfe_per_image": inv.nfe,
+        "wall_s": wall,
         "iterations_max": inv.iterations.amax(0).tolist(),  # per Euler step, from sigma = 1
         "residual_max": inv.residual.amax(0).tolist(),
-        "recon_rms": inv.recon_rms, "recon_max": inv.recon_max,
-        "diagnostics": noise_diagnostics(noise, g), "device": device,
+        "recon_rms": inv.recon_rms,
+        "recon_max": inv.recon_max,
+        "diagnostics": noise_diagnostics(noise, g),
+        "device": device,
         "versions": records.versions(),
-    }  # fmt: skip
+    }
     records.save_checkpoint(out, {"noise": noise, "steps": steps}, to_dict(cfg))
     records.write_json(out.with_suffix(".json"), summary)
     return summary
 
 
-def train_corrector(cfg: UnconditionalConfig, noise_path: Path, out: Path,
-                    log: Path | None = None, device: str = "cpu") -> dict:  # fmt: skip
+def train_corrector(
+    cfg: UnconditionalConfig,
+    noise_path: Path,
+    out: Path,
+    log: Path | None = None,
+    device: str = "cpu",
+) -> dict:
     """Flow matching from N(0, I) to the inverted noise, minus a held-out share on which the
     corrector's law is then compared with the inverted noise it never saw. Trains and
     samples on `device`; the diagnostics run on the CPU."""
@@ -103,9 +119,14 @@ def train_corrector(cfg: UnconditionalConfig, noise_path: Path, out: Path,
             sigmas = flow_sigmas(steps, cfg.sample.shift, device=device)
             z, _ = solve_flow(corrector.velocity, eps, sigmas)
             diagnostics[str(steps)] = noise_diagnostics(held, g, corrected=z.cpu())
-    summary = {"n_train": len(train), "n_heldout": n_hold, "train_wall_s": wall,
-               "params": sum(p.numel() for p in ema.parameters()),
-               "diagnostics": diagnostics, "device": device}  # fmt: skip
+    summary = {
+        "n_train": len(train),
+        "n_heldout": n_hold,
+        "train_wall_s": wall,
+        "params": sum(p.numel() for p in ema.parameters()),
+        "diagnostics": diagnostics,
+        "device": device,
+    }
     records.write_json(out.with_suffix(".json"), summary)
     return summary
 
@@ -122,8 +143,11 @@ def aggregate(task_dir: Path, table: Path, figure: Path, profile: str) -> None:
     runs["corrector_steps"] = runs.get("corrector_steps", 0)
     runs["corrector_steps"] = runs["corrector_steps"].fillna(0).astype(int)
     fid_cols = sorted(c for c in runs.columns if c.startswith("fid.") and not c.startswith("fid_"))
-    summary = summarise(runs, ["method", "steps", "corrector_steps"],
-                        ["nfe", "flops_per_image", *fid_cols, "wall_s_per_image"])  # fmt: skip
+    summary = summarise(
+        runs,
+        ["method", "steps", "corrector_steps"],
+        ["nfe", "flops_per_image", *fid_cols, "wall_s_per_image"],
+    )
     extra = []
     for _, row in summary.iterrows():
         inv_path = task_dir / "inc" / f"invert_{row['steps']}.json"
@@ -133,12 +157,15 @@ def aggregate(task_dir: Path, table: Path, figure: Path, profile: str) -> None:
             continue
         inv, cor = records.read_json(inv_path), records.read_json(cor_path)
         after = cor["diagnostics"].get(str(row["corrector_steps"]), {})
-        extra.append({
-            "invert_nfe_per_image": inv["nfe_per_image"], "invert_recon_rms": inv["recon_rms"],
-            "energy_to_gaussian": after.get("energy_before"),
-            "energy_to_corrector": after.get("energy_after"),
-            "energy_null": after.get("energy_null"),
-        })  # fmt: skip
+        extra.append(
+            {
+                "invert_nfe_per_image": inv["nfe_per_image"],
+                "invert_recon_rms": inv["recon_rms"],
+                "energy_to_gaussian": after.get("energy_before"),
+                "energy_to_corrector": after.get("energy_after"),
+                "energy_null": after.get("energy_null"),
+            }
+        )
     summary = pd.concat([summary, pd.DataFrame(extra, index=summary.index)], axis=1)
     floor, floor_notes = real_data_floor(task_dir, fid_cols)
     inc = runs[runs["method"] == "inc"]
