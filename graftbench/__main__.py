@@ -1,7 +1,8 @@
-"""Command line: `python -m graftbench <verb> ...`; every workflow rule calls one verb.
+"""Command line: `python -m graftbench <verb> --task X ...`; every workflow rule calls one verb.
 
-A mistake in the user's own input (config, paths, files) ends with one line naming it and
-exit status 2, not a traceback.
+A verb of a task is looked up in the task registry (`graftbench.tasks`): `--help` of each verb
+lists the tasks that offer it. A mistake in the user's own input (config, paths, files) ends
+with one line naming it and exit status 2, not a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,21 @@ import yaml
 
 from graftbench.config import ConfigError, InputError
 
+# verb -> what it does; every one takes --task and --config except those in TASKLESS
+VERBS = {
+    "resolve": "check a task config and write it resolved (the workflow's config.json)",
+    "prepare-data": "load, split and write a task's data",
+    "train-features": "train the network an evaluation extracts features with (FID)",
+    "pretrain": "pre-train the base model",
+    "sample": "sample the flow model into a run folder (with an INC corrector, optionally)",
+    "invert": "invert training images through the base Euler sampler (INC)",
+    "train-corrector": "train an INC corrector on inverted noise",
+    "evaluate-model": "evaluate the pre-trained model as fine-tuned ones are (the base run)",
+    "finetune": "fine-tune with one method at the task's reward budget, then evaluate",
+    "aggregate": "a task's table and figures from its run records",
+}
+NO_CONFIG = {"aggregate"}
+
 
 def _load_config(text: str) -> dict:
     """--config takes inline JSON or a path to a JSON/YAML file."""
@@ -26,11 +42,29 @@ def _load_config(text: str) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def _task_config(args):
+def run_task_verb(args: argparse.Namespace) -> None:
+    """The task's own function for the verb, with its parsed config."""
+    from graftbench import tasks
     from graftbench.config import parse
-    from graftbench.spec import task_configs
 
-    return parse(task_configs()[args.task], _load_config(args.config), args.task)
+    task = tasks.get(args.task)
+    fn = cmd_resolve if args.verb == "resolve" else task.verbs.get(args.verb)
+    if fn is None:
+        takes = ", ".join(tasks.offering(args.verb))
+        hint = task.hints.get(args.verb, f"the {task.name} task does not offer it")
+        raise ConfigError(f"{hint} ({args.verb} takes --task {takes})")
+    cfg = (
+        None if args.verb in NO_CONFIG else parse(task.config, _load_config(args.config), task.name)
+    )
+    fn(cfg, args)
+
+
+def cmd_resolve(cfg, args: argparse.Namespace) -> None:
+    """Every task's `resolve` verb: the parsed config, with every default filled in."""
+    from graftbench import records
+    from graftbench.config import to_dict
+
+    records.write_json(args.out, to_dict(cfg))
 
 
 def cmd_schema(args) -> None:
@@ -42,256 +76,11 @@ def cmd_schema(args) -> None:
         def ignore_aliases(self, data):
             return True
 
-    text += yaml.dump(json_schema(), Dumper=NoAliases, sort_keys=False)
+    text += yaml.dump(json_schema(), Dumper=NoAliases, sort_keys=False, width=100)
     if args.out:
         Path(args.out).write_text(text)
     else:
         sys.stdout.write(text)
-
-
-def cmd_prepare_data(args) -> None:
-    if args.task == "molecule":
-        from graftbench.tasks import molecule
-
-        s = molecule.prepare_data(_task_config(args), Path(args.out))
-        print(
-            f"{s['n_train']} training and {s['n_test']} test molecules ({s['source']}; "
-            f"{s['n_too_long']} too long for the model left out)"
-        )
-        return
-    if args.task == "layout":
-        from graftbench.tasks import layout
-
-        s = layout.prepare_data(_task_config(args), Path(args.out))
-        print(f"{s['n_train']} training and {s['n_test']} test layouts ({s['source']})")
-        return
-    from graftbench.tasks import unconditional
-
-    unconditional.prepare_data(_task_config(args), Path(args.out))
-
-
-def cmd_train_features(args) -> None:
-    if args.task == "layout":
-        from graftbench.tasks import layout_runs
-
-        log = Path(args.log) if args.log else None
-        s = layout_runs.train_features(
-            _task_config(args), Path(args.data), Path(args.out), log, args.device
-        )
-        print(f"layout FID, training vs test layouts ({s['n']} each): {s['fid_train_vs_test']:.4f}")
-        return
-    from graftbench.tasks import unconditional
-
-    unconditional.train_features(_task_config(args), Path(args.data), Path(args.out), args.device)
-
-
-def cmd_pretrain(args) -> None:
-    from graftbench.tasks import t2i, unconditional
-
-    log = Path(args.log) if args.log else None
-    if args.task == "t2i":
-        t2i.pretrain(_task_config(args), Path(args.out), log, args.device)
-        return
-    if not args.data:
-        raise ConfigError(f"--data: the {args.task} task pre-trains on prepare-data's folder")
-    if args.task in ("layout", "molecule"):
-        from graftbench.tasks import layout_runs, molecule_runs
-
-        module = layout_runs if args.task == "layout" else molecule_runs
-        module.pretrain(_task_config(args), Path(args.data), Path(args.out), log, args.device)
-        return
-    unconditional.pretrain(_task_config(args), Path(args.data), Path(args.out), log, args.device)
-
-
-def _t2i_line(m: dict) -> str:
-    acc = f" (accuracy {m['heldout_accuracy']:.3f})" if "heldout_accuracy" in m else ""  # a
-    # scorer gives none
-    return (
-        f"{m['run']} seed {m['seed']}: held-out reward {m['heldout_reward']:.3f}{acc}, "
-        "training-prompt reward "
-        f"{m['train_reward']:.3f}, {m['reward_queries']} reward queries, {m['wall_s']:.0f} s"
-    )
-
-
-def _layout_line(m: dict) -> str:
-    return (
-        f"{m['run']} seed {m['seed']}: held-out reward {m['heldout_reward']:.3f} "
-        f"(alignment {m['heldout_alignment']:.4f}, overlap {m['heldout_overlap']:.4f}, "
-        f"max IoU {m['max_iou']:.3f}, FID {m['fid']:.3f}), training reward "
-        f"{m['train_reward']:.3f}, {m['reward_queries']} reward queries, {m['wall_s']:.0f} s"
-    )
-
-
-def _layout_inputs(args) -> tuple[Path, Path]:
-    if not (args.data and args.features):
-        raise ConfigError(
-            "--data and --features: the layout task evaluates against "
-            "prepare-data's folder with train-features' network"
-        )
-    return Path(args.data), Path(args.features)
-
-
-def _molecule_line(m: dict) -> str:
-    fcd = f", FCD {m['fcd']:.2f}" if "fcd" in m else ""
-    return (
-        f"{m['run']} seed {m['seed']}: reward {m['reward']:.3f} (validity "
-        f"{m['validity']:.3f}, uniqueness {m['uniqueness']:.3f}, novelty {m['novelty']:.3f}"
-        f"{fcd}), {m['reward_queries']} reward queries, {m['wall_s']:.0f} s"
-    )
-
-
-def _finetuning_task(args) -> None:
-    if args.task not in ("t2i", "layout", "molecule"):
-        raise ConfigError(f"--task: {args.verb} takes t2i, layout or molecule, not {args.task!r}")
-    if args.task == "molecule" and not args.data:
-        raise ConfigError("--data: the molecule task evaluates against prepare-data's folder")
-
-
-def cmd_evaluate_model(args) -> None:
-    _finetuning_task(args)
-    if args.task == "molecule":
-        from graftbench.tasks import molecule_runs
-
-        m = molecule_runs.evaluate_base(
-            _task_config(args),
-            Path(args.model),
-            Path(args.data),
-            args.seed,
-            Path(args.out),
-            args.device,
-        )
-        print(_molecule_line(m))
-        return
-    if args.task == "layout":
-        from graftbench.tasks import layout_runs
-
-        m = layout_runs.evaluate_base(
-            _task_config(args),
-            Path(args.model),
-            *_layout_inputs(args),
-            args.seed,
-            Path(args.out),
-            args.device,
-        )
-        print(_layout_line(m))
-        return
-    from graftbench.tasks import t2i
-
-    m = t2i.evaluate_base(
-        _task_config(args), Path(args.model), args.seed, Path(args.out), args.device
-    )
-    print(_t2i_line(m))
-
-
-def cmd_finetune(args) -> None:
-    """Under torchrun, every rank runs this; rank 0 alone evaluates, writes and prints."""
-    from graftbench.distributed import join_ranks
-
-    _finetuning_task(args)
-    args.device = join_ranks(args.device)
-    if args.task == "molecule":
-        from graftbench.tasks import molecule_runs
-
-        m = molecule_runs.finetune(
-            _task_config(args),
-            Path(args.model),
-            Path(args.data),
-            args.run,
-            args.seed,
-            Path(args.base_images),
-            Path(args.out),
-            args.device,
-        )
-        if m:
-            print(_molecule_line(m))
-        return
-    if args.task == "layout":
-        from graftbench.tasks import layout_runs
-
-        m = layout_runs.finetune(
-            _task_config(args),
-            Path(args.model),
-            *_layout_inputs(args),
-            args.run,
-            args.seed,
-            Path(args.base_images),
-            Path(args.out),
-            args.device,
-        )
-        if m:
-            print(_layout_line(m))
-        return
-    from graftbench.tasks import t2i
-
-    m = t2i.finetune(
-        _task_config(args),
-        Path(args.model),
-        args.run,
-        args.seed,
-        Path(args.base_images),
-        Path(args.out),
-        args.device,
-    )
-    if m:
-        print(_t2i_line(m))
-
-
-def cmd_sample(args) -> None:
-    from graftbench.tasks import unconditional
-
-    if (args.corrector is None) != (args.corrector_steps == 0):
-        raise ConfigError("--corrector and --corrector-steps (> 0) go together")
-    corrector = Path(args.corrector) if args.corrector else None
-    m = unconditional.sample(
-        _task_config(args),
-        Path(args.model),
-        args.steps,
-        args.seed,
-        Path(args.out),
-        args.device,
-        corrector,
-        args.corrector_steps,
-    )
-    print(
-        f"sampled {m['n_samples']} images, {m['steps']} steps "
-        f"(+ {m['corrector_steps']} corrector steps), seed {m['seed']}: "
-        f"{m['flops_per_image']:.3e} FLOPs/image, {m['wall_s']:.1f} s"
-    )
-
-
-def cmd_invert(args) -> None:
-    from graftbench.tasks import unconditional_inc
-
-    s = unconditional_inc.invert(
-        _task_config(args),
-        Path(args.data),
-        Path(args.model),
-        args.steps,
-        Path(args.out),
-        args.device,
-    )
-    print(
-        f"inverted {s['n_images']} images through {s['steps']} Euler steps: "
-        f"{s['nfe_per_image']:.1f} NFE/image, reconstruction RMS {s['recon_rms']:.4f}, "
-        f"energy distance to N(0, I) {s['diagnostics']['energy_before']:.4f}"
-    )
-
-
-def cmd_train_corrector(args) -> None:
-    from graftbench.tasks import unconditional_inc
-
-    s = unconditional_inc.train_corrector(
-        _task_config(args),
-        Path(args.noise),
-        Path(args.out),
-        Path(args.log) if args.log else None,
-        args.device,
-    )
-    for steps, d in s["diagnostics"].items():
-        print(
-            f"corrector, {steps} steps: energy distance to held-out inverted noise "
-            f"{d['energy_after']:.4f} (N(0, I): {d['energy_before']:.4f})"
-        )
 
 
 def cmd_evaluate(args) -> None:
@@ -301,26 +90,6 @@ def cmd_evaluate(args) -> None:
     out = evaluate_fid(args.samples, args.reference, args.backend, args.device, args.feature_net)
     records.write_json(args.out, out)
     print(" ".join(f"FID[{k}]={v:.3f}" for k, v in out["fid"].items()), f"({args.samples})")
-
-
-def cmd_aggregate(args) -> None:
-    from graftbench.tasks import unconditional, unconditional_inc
-
-    figures = [Path(f) for f in args.figure]
-    if args.task in ("t2i", "layout", "molecule"):
-        from graftbench.tasks import layout_aggregate, molecule_aggregate, t2i_aggregate
-
-        if len(figures) != 3:
-            raise ConfigError(
-                f"--figure: {args.task} takes three: reward-vs-queries, pgraft-vs-N_I, samples"
-            )
-        module = {"t2i": t2i_aggregate, "layout": layout_aggregate, "molecule": molecule_aggregate}[
-            args.task
-        ]
-        module.aggregate(Path(args.results), Path(args.table), figures, args.profile)
-        return
-    module = {"unconditional": unconditional, "inc": unconditional_inc}[args.task]
-    module.aggregate(Path(args.results), Path(args.table), figures[0], args.profile)
 
 
 def cmd_summary(args) -> None:
@@ -333,131 +102,126 @@ def cmd_summary(args) -> None:
         print(table.read_text())
 
 
+def at_least(minimum: int):
+    def parse_int(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
+        return value
+
+    return parse_int
+
+
+def _task_options(name: str, v: argparse.ArgumentParser) -> None:
+    """The options of task verb `name` (beside --task and --config)."""
+    opt = v.add_argument
+    device = "torch device (cpu, cuda, cuda:1)"
+    if name == "resolve":
+        opt("--out", required=True, help="JSON file to write the resolved config to")
+    if name == "prepare-data":
+        opt("--out", required=True, help="data folder to write")
+    if name in ("train-features", "pretrain", "invert", "evaluate-model", "finetune"):
+        required = name in ("train-features", "invert")
+        opt("--data", required=required, help="prepare-data's folder (where the task has one)")
+    if name in ("evaluate-model", "finetune"):
+        opt("--features", help="train-features' network (where the task evaluates with one)")
+    if name in ("sample", "invert", "evaluate-model", "finetune"):
+        opt("--model", required=True, help="pretrain's model.pt")
+    if name == "train-corrector":
+        opt("--noise", required=True, help="invert's --out (the inverted noise)")
+    if name == "finetune":
+        opt(
+            "--run",
+            required=True,
+            help="graft, graft_<variant> (e.g. threshold, dedup), "
+            "ddpo or pgraft<N_I>; the task's config lists its runs",
+        )
+        opt(
+            "--base",
+            required=True,
+            help="the base run's folder (evaluate-model's --out): "
+            "drift and paired changes are measured against its samples",
+        )
+    if name in ("sample", "invert"):
+        opt("--steps", type=at_least(1), required=True, help="Euler steps of the base sampler")
+    if name in ("sample", "evaluate-model", "finetune"):
+        opt("--seed", type=int, required=True, help="sampling (and fine-tuning) seed")
+    if name == "sample":
+        opt("--corrector", help="an INC corrector checkpoint (train-corrector's --out)")
+        opt("--corrector-steps", type=at_least(0), default=0, help="Euler steps of the corrector")
+    if name in ("train-features", "pretrain", "train-corrector"):
+        opt("--out", required=True, help="checkpoint (.pt) to write")
+        opt("--log", help="training curve to append to (JSON lines)")
+    if name in ("sample", "evaluate-model", "finetune"):
+        opt("--out", required=True, help="run folder to write")
+    if name == "invert":
+        opt("--out", required=True, help="inverted noise .pt to write (a .json summary beside it)")
+    if name not in ("resolve", "prepare-data", "aggregate"):
+        opt("--device", default="cpu", help=device)
+    if name == "aggregate":
+        opt("--results", required=True, help="the task's results folder, results/{profile}/{task}")
+        opt("--table", required=True, help="CSV to write (the .md goes beside it)")
+        opt(
+            "--figure",
+            required=True,
+            action="append",
+            help="figure to write; repeat: the "
+            "fine-tuning tasks take three (reward-vs-queries, pgraft-vs-N_I, samples)",
+        )
+        opt("--profile", required=True, help="the profile the runs belong to (for the notes)")
+        opt(
+            "--inc",
+            action="store_true",
+            help="unconditional: the inverse-noise-correction "
+            "table (base beside base + INC) instead of the base table",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="graftbench", description=__doc__.splitlines()[0])
+    from graftbench import tasks
+
+    by_task = [f"  {n}: {', '.join(tasks.get(n).verbs)}" for n in tasks.names()]
+    p = argparse.ArgumentParser(
+        prog="graftbench",
+        description=__doc__.splitlines()[0],
+        epilog="verbs each task offers (every task also has resolve):\n" + "\n".join(by_task),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="verb", required=True)
-
-    def verb(name, fn, help_):
-        v = sub.add_parser(name, help=help_)
-        v.set_defaults(fn=fn)
-        return v
-
-    def task_args(v):
-        v.add_argument(
-            "--task",
-            default="unconditional",
-            choices=["unconditional", "t2i", "layout", "molecule"],
-        )
-        v.add_argument(
-            "--config", required=True, help="task config: inline JSON or a JSON/YAML file"
-        )
-
-    v = verb("schema", cmd_schema, "write the workflow's JSON schema (from the config dataclasses)")
-    v.add_argument("--out")
-    v = verb("prepare-data", cmd_prepare_data, "load, split and write a task's data")
-    task_args(v)
-    v.add_argument("--out", required=True)
-    v = verb("train-features", cmd_train_features, "train the FID feature network")
-    task_args(v)
-    v.add_argument("--data", required=True)
-    v.add_argument("--out", required=True)
-    v.add_argument("--log", help="layout: training curve (JSON lines)")
-    v.add_argument("--device", default="cpu")
-    v = verb("pretrain", cmd_pretrain, "pre-train the base model")
-    task_args(v)
-    v.add_argument(
-        "--data",
-        help="prepare-data's folder (unconditional, layout, molecule; t2i renders its own)",
-    )
-    v.add_argument("--out", required=True)
-    v.add_argument("--log")
-    v.add_argument("--device", default="cpu")
-    v = verb("sample", cmd_sample, "sample a model into a run folder")
-    task_args(v)
-    v.add_argument("--model", required=True)
-    v.add_argument("--steps", type=int, required=True)
-    v.add_argument("--seed", type=int, required=True)
-    v.add_argument("--out", required=True)
-    v.add_argument("--device", default="cpu")
-    v.add_argument("--corrector", help="an INC corrector checkpoint (train-corrector's --out)")
-    v.add_argument("--corrector-steps", type=int, default=0, help="Euler steps of the corrector")
-    v = verb("invert", cmd_invert, "invert training images through the base Euler sampler (INC)")
-    task_args(v)
-    v.add_argument("--data", required=True)
-    v.add_argument("--model", required=True)
-    v.add_argument("--steps", type=int, required=True, help="Euler steps of the base sampler")
-    v.add_argument("--out", required=True, help="inverted noise .pt (a .json summary beside it)")
-    v.add_argument("--device", default="cpu")
-    v = verb("train-corrector", cmd_train_corrector, "train an INC corrector on inverted noise")
-    task_args(v)
-    v.add_argument("--noise", required=True, help="invert's --out")
-    v.add_argument("--out", required=True, help="corrector .pt (a .json summary beside it)")
-    v.add_argument("--log")
-    v.add_argument("--device", default="cpu")
-    v = verb(
-        "evaluate-model",
-        cmd_evaluate_model,
-        "t2i, layout, molecule: evaluate the pre-trained model as fine-tuned ones are "
-        "(the base run)",
-    )
-    task_args(v)
-    v.add_argument("--model", required=True, help="pretrain's --out")
-    v.add_argument("--data", help="layout, molecule: prepare-data's folder")
-    v.add_argument("--features", help="layout: train-features' network")
-    v.add_argument("--seed", type=int, required=True)
-    v.add_argument("--out", required=True, help="run folder")
-    v.add_argument("--device", default="cpu")
-    v = verb(
-        "finetune", cmd_finetune, "t2i, layout, molecule: fine-tune with one method, then evaluate"
-    )
-    task_args(v)
-    v.add_argument("--model", required=True, help="pretrain's --out")
-    v.add_argument("--data", help="layout, molecule: prepare-data's folder")
-    v.add_argument("--features", help="layout: train-features' network")
-    v.add_argument(
-        "--run",
-        required=True,
-        help="graft, graft_<variant> (threshold, dedup), ddpo or pgraft<N_I>",
-    )
-    v.add_argument("--seed", type=int, required=True)
-    v.add_argument(
-        "--base-images",
-        required=True,
-        help="the base run's images.npz (t2i), boxes.npz (layout) or tokens.npz "
-        "(molecule), for drift",
-    )
-    v.add_argument("--out", required=True, help="run folder")
-    v.add_argument("--device", default="cpu")
-    v = verb(
-        "evaluate", cmd_evaluate, "score any folder of PNG samples (FID against a reference folder)"
-    )
+    for name, what in VERBS.items():
+        takes = tasks.offering(name) if name != "resolve" else tasks.names()
+        v = sub.add_parser(name, help=what, description=f"{what}. Tasks: {', '.join(takes)}.")
+        v.set_defaults(fn=run_task_verb)
+        v.add_argument("--task", required=True, choices=tasks.names(), help="the task")
+        if name not in NO_CONFIG:
+            v.add_argument(
+                "--config",
+                required=True,
+                help="task config: inline JSON or a "
+                "JSON/YAML file (the workflow's results/{profile}/{task}/config.json)",
+            )
+        _task_options(name, v)
+    v = sub.add_parser("evaluate", help="FID of any folder of PNG samples against a reference")
+    v.set_defaults(fn=cmd_evaluate)
     v.add_argument("--samples", required=True, help="folder of PNG images")
     v.add_argument("--reference", required=True, help="folder of reference PNG images")
     v.add_argument(
-        "--backend", action="append", required=True, choices=["inception", "trained-cnn"]
+        "--backend",
+        action="append",
+        required=True,
+        choices=["inception", "trained-cnn"],
+        help="feature network; repeatable",
     )
     v.add_argument("--feature-net", help="features.pt for the trained-cnn back-end")
     v.add_argument("--out", required=True, help="eval.json to write")
-    v.add_argument("--device", default="cpu")
-    v = verb("aggregate", cmd_aggregate, "tables and figures of a task from its run records")
-    v.add_argument(
-        "--task",
-        default="unconditional",
-        choices=["unconditional", "inc", "t2i", "layout", "molecule"],
-        help="inc: the inverse-noise-correction table of the unconditional task",
-    )
-    v.add_argument("--results", required=True, help="results/{profile}/{task}")
-    v.add_argument("--table", required=True, help="CSV to write (the .md goes beside it)")
-    v.add_argument(
-        "--figure",
-        required=True,
-        action="append",
-        help="figure to write (t2i: three, reward-vs-queries, pgraft-vs-N_I, samples)",
-    )
-    v.add_argument("--profile", required=True)
-    v = verb("summary", cmd_summary, "print a profile's tables in the terminal")
+    v.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    v = sub.add_parser("summary", help="print a profile's tables in the terminal")
+    v.set_defaults(fn=cmd_summary)
     v.add_argument("--results", default="results", help="results root (config key `results`)")
-    v.add_argument("--profile", default="cpu")
+    v.add_argument("--profile", default="cpu", help="smoke, cpu, paper, ...")
+    v = sub.add_parser("schema", help="write the workflow's JSON schema (from the dataclasses)")
+    v.set_defaults(fn=cmd_schema)
+    v.add_argument("--out", help="file to write (default: standard output)")
     return p
 
 

@@ -52,6 +52,13 @@ def parse(cls: type[T], data: Any, path: str = "") -> T:
     return cls(**values)
 
 
+def check_at_least(cfg: Any, path: str, minimum: int, *keys: str) -> None:
+    """A ConfigError naming the first of dataclass `cfg`'s fields `keys` below `minimum`."""
+    for key in keys:
+        if (value := getattr(cfg, key)) < minimum:
+            raise ConfigError(f"{_join(path, key)}: {value} must be at least {minimum}")
+
+
 def to_dict(obj: Any) -> Any:
     """Plain-JSON view of a (nested) config dataclass."""
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj

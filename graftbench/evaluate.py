@@ -9,7 +9,7 @@ from pathlib import Path
 
 from graftbench import records
 from graftbench.config import InputError
-from graftbench.data.images import IMAGE_SUFFIXES, open_image
+from graftbench.tasks.unconditional.data import IMAGE_SUFFIXES, open_image
 from graftbench.metrics import fid as fidlib
 
 

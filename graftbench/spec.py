@@ -56,18 +56,10 @@ class SuiteConfig:
 
 
 def task_configs() -> dict[str, type]:
-    """Registry of tasks: name -> typed config dataclass. Add a task here."""
-    from graftbench.tasks.layout import LayoutConfig
-    from graftbench.tasks.molecule import MoleculeConfig
-    from graftbench.tasks.t2i import T2IConfig
-    from graftbench.tasks.unconditional import UnconditionalConfig
+    """Task name -> typed config dataclass, from the task registry (`graftbench.tasks`)."""
+    from graftbench import tasks
 
-    return {
-        "unconditional": UnconditionalConfig,
-        "t2i": T2IConfig,
-        "layout": LayoutConfig,
-        "molecule": MoleculeConfig,
-    }
+    return {name: tasks.get(name).config for name in tasks.names()}
 
 
 def suite(config: dict) -> SuiteConfig:

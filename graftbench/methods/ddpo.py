@@ -12,9 +12,9 @@ divided by the state's size, `log_prob: mean`); `log_prob: sum` uses the exact r
 
 Adapted from kvablack/ddpo-pytorch (ddpo_pytorch/train.py, stat_tracking.py,
 diffusers_patch/ddim_with_logprob.py). Differences: the step's log-density reuses the
-scheduler's own `step` with zero noise for the mean (there is no mean helper in
-`sampling.diffusion`, so `transition_log_prob` lives here) and `posterior_std` for the
-spread, so it is the sampler's formula by construction; DDIM's last step onto alpha_bar = 1
+scheduler's own `step` with zero noise for the mean and `posterior_std` for the spread
+(`sampling.diffusion.transition_log_prob`, reached through the model's
+`transition_log_prob`), so it is the sampler's formula by construction; DDIM's last step onto alpha_bar = 1
 adds no noise, has no density and is not trained; the timesteps trained are shuffled per
 minibatch, not per sample.
 """
@@ -31,16 +31,10 @@ import numpy as np
 import torch
 
 from graftbench.config import ConfigError
-from graftbench.methods.loop import (
-    LoopConfig,
-    OptimConfig,
-    Rollout,
-    Updater,
-    denoiser,
-    sample_segments,
-)
-from graftbench.models.base import ModelAdapter
-from graftbench.sampling.diffusion import gaussian_log_prob, posterior_std
+from graftbench.methods.loop import LoopConfig
+from graftbench.methods.rollout import Rollout, denoiser, sample_segments
+from graftbench.methods.updater import OptimConfig, Updater
+from graftbench.models.base import FinetuneModel
 
 
 @dataclass
@@ -72,24 +66,6 @@ class DDPOConfig:
             raise ConfigError(f"timestep_fraction: {self.timestep_fraction} not in (0, 1]")
         if self.inner_epochs < 1 or self.clip_range <= 0:
             raise ConfigError("inner_epochs must be >= 1 and clip_range > 0")
-
-
-def transition_log_prob(
-    scheduler, out: torch.Tensor, t: torch.Tensor, x: torch.Tensor, nxt: torch.Tensor, eta: float
-) -> torch.Tensor:
-    """log pi(nxt | x) of one DDIM step from timestep t, (batch,), differentiable in `out`.
-
-    The step is Gaussian (Song et al. 2021, eq. 12): mean sqrt(abar_prev) x0_hat +
-    sqrt(1 - abar_prev - sigma^2) eps_hat, std sigma of eq. 16 (`posterior_std`). The mean is
-    the scheduler's own step with zero noise, the same arithmetic the sampler ran.
-    out: network output (batch, ...) at (x, t); x, nxt: (batch, ...) consecutive states.
-    A scheduler with a `log_prob(out, t, x, nxt)` of its own (the masked diffusion's, whose
-    steps unmask tokens) gives its transition's exact log-probability instead."""
-    if hasattr(scheduler, "log_prob"):  # a discrete path's scheduler has its own density
-        return scheduler.log_prob(out, t, x, nxt)
-    std = posterior_std(scheduler, int(t), eta)
-    mean = scheduler.step(out, t, x, eta=eta, variance_noise=torch.zeros_like(x)).prev_sample
-    return gaussian_log_prob(nxt, mean, std)
 
 
 def ppo_loss(
@@ -129,7 +105,7 @@ class DDPO:
     """DDPO on one model adapter, fine-tuned in place; `sample` and `update` make it a
     `loop.Method`."""
 
-    def __init__(self, model: ModelAdapter, cfg: DDPOConfig):
+    def __init__(self, model: FinetuneModel, cfg: DDPOConfig):
         self.model, self.cfg = model, cfg
         self.scheduler = model.scheduler("ddim")
         self.updater = Updater(model, cfg.optim)
@@ -163,6 +139,9 @@ class DDPO:
             generator,
             keep=None,
         )
+
+    def varying_accepts(self) -> None:
+        return None  # every trajectory is trained on
 
     def advantages(self, inputs: list, rewards: torch.Tensor) -> torch.Tensor:
         """rewards (batch,), finite (loop.run stops on a non-finite one) -> clipped
@@ -199,7 +178,7 @@ class DDPO:
                     i = steps[j]
                     x, t = traj.states[i][b], traj.timesteps[i]
                     out = (den or self._denoiser(inputs, True))(x, t.expand(len(b)))
-                    lp = scale * transition_log_prob(
+                    lp = scale * self.model.transition_log_prob(
                         self.scheduler, out, t, x, traj.states[i + 1][b], cfg.loop.eta
                     )
                     loss, ratio = ppo_loss(lp, old[b, j], adv[b], cfg.clip_range)

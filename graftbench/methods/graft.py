@@ -22,21 +22,15 @@ import numpy as np
 import torch
 
 from graftbench.config import ConfigError
-from graftbench.losses import denoising_loss
-from graftbench.methods.loop import (
-    LoopConfig,
-    OptimConfig,
-    Rollout,
-    Updater,
-    denoiser,
-    encode,
-    sample_segments,
-)
+from graftbench.methods.loop import LoopConfig
+from graftbench.methods.rollout import Rollout, denoiser, encode, sample_segments
 from graftbench.methods.selection import SelectionConfig, select
-from graftbench.models.base import ModelAdapter
+from graftbench.methods.updater import OptimConfig, Updater
+from graftbench.models.base import FinetuneModel
+from graftbench.models.diffusion import DiffusionAdapter
 
 # (model, x (batch, ...) training "data" in model space, cond, generator) -> scalar loss
-DenoisingLoss = Callable[[ModelAdapter, torch.Tensor, Any, torch.Generator], torch.Tensor]
+DenoisingLoss = Callable[[FinetuneModel, torch.Tensor, Any, torch.Generator], torch.Tensor]
 
 
 @dataclass
@@ -68,7 +62,7 @@ class GraftConfig:
             raise ConfigError(f"selection.k: {sel.k} must lie in 1..samples_per_prompt={m}")
 
 
-def frozen_copy(model: ModelAdapter) -> ModelAdapter:
+def frozen_copy(model: FinetuneModel) -> FinetuneModel:
     """The adapter with a deep-copied, frozen network; everything else (tokenizer, schedule,
     config) is shared, read-only."""
     base = copy.copy(model)
@@ -90,21 +84,20 @@ class Graft:
     """GRAFT on one model adapter, fine-tuned in place; `sample` and `update` make it a
     `loop.Method`.
 
-    loss_fn: the denoising loss on accepted final samples, default
-    `losses.denoising_loss` (any adapter with `alphas_cumprod`, `prediction_type` and
-    `denoise`; Min-SNR weighted where its `cfg.min_snr_gamma` is set). dedup_key: identity
-    of a decoded sample.
+    loss_fn: the loss on accepted final samples, default the model's own `training_loss`
+    (the loss of pre-training: `losses.denoising_loss` for a `DiffusionAdapter`). dedup_key:
+    identity of a decoded sample.
     """
 
     def __init__(
         self,
-        model: ModelAdapter,
+        model: FinetuneModel,
         cfg: GraftConfig,
         loss_fn: DenoisingLoss | None = None,
         dedup_key: Callable[[Any], Hashable] = sample_key,
     ):
         self.model, self.cfg, self.loss_fn, self.dedup_key = model, cfg, loss_fn, dedup_key
-        if cfg.anchor and (loss_fn is not None or hasattr(model, "training_loss")):
+        if cfg.anchor and (loss_fn is not None or not isinstance(model, DiffusionAdapter)):
             raise ConfigError(
                 f"anchor: {cfg.anchor}; it anchors the denoising loss, and this "
                 "model trains with its own loss (set anchor: 0)"
@@ -120,7 +113,7 @@ class Graft:
     def load_state_dict(self, state: dict) -> None:
         self.updater.load_state_dict(state)
 
-    def _factory(self, model: ModelAdapter):
+    def _factory(self, model: FinetuneModel):
         return lambda inputs: denoiser(model, inputs, self.cfg.loop.guidance_scale)
 
     def sample(self, inputs: list, generator: torch.Generator) -> Rollout:
@@ -161,11 +154,19 @@ class Graft:
         anchor = (self.anchor_base, self.cfg.anchor) if self.anchor_base is not None else None
 
         def loss(model, x, cond, generator):
-            if hasattr(model, "training_loss"):  # a discrete path's own loss (cross-entropy)
-                return model.training_loss(x, cond, generator, t_min)
-            return denoising_loss(model, x, cond, generator, t_min, anchor)
+            return model.training_loss(x, cond, generator, t_min, anchor)
 
         return rollout.final, loss, {}
+
+    def varying_accepts(self) -> str | None:
+        sel = self.cfg.selection
+        if sel.rule in ("threshold", "rso") or sel.dedup:
+            return (
+                f"selection.rule: {sel.rule!r}{' with dedup' if sel.dedup else ''} accepts a "
+                "varying number of samples per rank, so the ranks would take different numbers "
+                "of optimiser steps; on several ranks use top_k or best_of_n without dedup"
+            )
+        return None
 
     def update(self, rollout: Rollout, rewards: torch.Tensor, generator: torch.Generator) -> dict:
         """Accept, then fit the accepted samples' training data (`training_data`)."""

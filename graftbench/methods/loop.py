@@ -9,9 +9,9 @@ takes optimiser steps. Methods are compared at equal reward queries, the scarce 
 paper scale (one VQAScore query runs an 11B-parameter model): the loop never scores more
 than `reward_budget` samples and, the budget being a multiple of M, ends on it exactly.
 
-A model is reached only through `ModelAdapter`: `encode_condition` + `denoise` (or a T2I
-adapter's `guided`, for classifier-free guidance) build the sampler callable, `decode` maps
-final states to what the reward scores, `scheduler` gives the sampler.
+A model is reached only through `models.base.FinetuneModel`: `encode_condition` +
+`denoiser` build the sampler callable (`rollout`), `decode` maps final states to what the
+reward scores, `scheduler` gives the sampler, `trainable_parameters` what `updater` trains.
 
 Data parallel (several ranks, `graftbench.distributed`): every rank draws the same round of
 conditions and samples, scores and trains on its own share of the groups, whole groups, so a
@@ -23,7 +23,7 @@ steps keep every rank's model equal; rank 0 alone logs, evaluates and checkpoint
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +34,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from graftbench import records
-from graftbench.config import ConfigError
+from graftbench.config import ConfigError, check_at_least
 from graftbench.distributed import (
     all_gather_objects,
-    average_gradients,
     from_writer,
     is_writer,
     merge_stats,
@@ -45,9 +44,8 @@ from graftbench.distributed import (
     world,
 )
 from graftbench.methods.loop_state import check_ranks, resumable, save_state, state_fingerprint
-from graftbench.models.base import ModelAdapter
-from graftbench.models.text2image_config import LoraSettings
-from graftbench.sampling.diffusion import Denoiser, Trajectory, sample_diffusion
+from graftbench.methods.rollout import Rollout
+from graftbench.models.base import FinetuneModel
 
 Reward = Callable[[Any, Sequence[Any]], Any]  # (samples, conditions) -> Tensor/ndarray (batch,)
 
@@ -72,15 +70,8 @@ class LoopConfig:
     # ranks: the condition order is shared, the rest is drawn per rank from `rank_seed`)
 
     def __post_init__(self):
-        for key in (
-            "reward_budget",
-            "prompts_per_round",
-            "samples_per_prompt",
-            "num_steps",
-            "sample_batch",
-        ):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"loop.{key}: {getattr(self, key)} must be at least 1")
+        check_at_least(self, "loop", 1, "reward_budget", "prompts_per_round")
+        check_at_least(self, "loop", 1, "samples_per_prompt", "num_steps", "sample_batch")
         if self.reward_budget % self.samples_per_prompt:
             raise ConfigError(
                 f"loop.reward_budget: {self.reward_budget} must be a multiple of "
@@ -90,33 +81,8 @@ class LoopConfig:
             raise ConfigError(f"loop.eta: {self.eta} must be >= 0")
 
 
-@dataclass
-class OptimConfig:
-    trainable: Literal["full", "unet", "lora"] = "unet"  # what is fine-tuned (see the T2I
-    # adapter's trainable_parameters); adapters without that method allow only "full"
-    lora: LoraSettings | None = None  # LoRA rank/alpha/targets for trainable = "lora"
-    lr: float = 1e-4  # AdamW learning rate, constant (the optimiser persists across rounds)
-    weight_decay: float = 0.0  # AdamW weight decay
-    grad_clip: float = 1.0  # max global gradient norm per optimiser step
-    batch_size: int = 32  # training examples per optimiser step
-
-
-@dataclass
-class Rollout:
-    """One round's samples. inputs: (batch,) model inputs, group-major; final: (batch, ...)
-    x_0 in model space; trajectory: the kept states, log-probs of stochastic steps, merged over
-    micro-batches and stitched segments; nfe: network evaluations per sample; decoded: what
-    the reward scored (`model.decode(final)`), set by the loop before `update`."""
-
-    inputs: list
-    final: torch.Tensor
-    trajectory: Trajectory
-    nfe: int
-    decoded: Any = None
-
-
 class Method(Protocol):
-    model: ModelAdapter
+    model: FinetuneModel
     cfg: Any  # the method's config dataclass, with a `loop` section
 
     def sample(self, inputs: list, generator: torch.Generator) -> Rollout: ...
@@ -129,6 +95,11 @@ class Method(Protocol):
         for `run`'s resumable checkpoints."""
 
     def load_state_dict(self, state: dict) -> None: ...
+
+    def varying_accepts(self) -> str | None:
+        """Why the number of samples `update` trains on can differ between ranks (they would
+        then take different numbers of optimiser steps), naming the setting; None if it
+        cannot."""
 
 
 class RewardCounter:
@@ -161,154 +132,6 @@ def image_reward(reward: Reward) -> Reward:
         return reward(u8.cpu().numpy(), conditions)
 
     return wrapped
-
-
-def encode(model: ModelAdapter, inputs: list, grad: bool) -> Any:
-    """model.encode_condition, building a graph only when the encoder is trained (a frozen
-    encoder's graph would be freed by the first backward and cost memory for nothing)."""
-    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-        return model.encode_condition(inputs)
-
-
-def denoiser(
-    model: ModelAdapter, inputs: list, scale: float | None = None, grad: bool = False
-) -> Denoiser:
-    """The sampler callable (x (batch, ...), t (batch,)) -> output for conditions `inputs`:
-    CFG with weight `scale` where the adapter has `guided`, else plain `denoise`."""
-    cond = encode(model, inputs, grad)
-    if hasattr(model, "guided"):
-        return model.guided(cond, scale)
-    return lambda x, t: model.denoise(x, t, cond)
-
-
-def trainable_parameters(model: ModelAdapter, which: str, lora: LoraSettings | None):
-    if hasattr(model, "trainable_parameters"):
-        return model.trainable_parameters(which, lora)
-    if which != "full":
-        raise ConfigError(f"optim.trainable: {type(model).__name__} supports only 'full'")
-    return [p for p in model.network.requires_grad_(True).parameters()]
-
-
-class Updater:
-    """AdamW over the trainable parameters, kept across rounds (not `train.fit`, which starts
-    a fresh optimiser, warm-up and EMA copy per call: online rounds, DDPO's especially, keep
-    Adam's moments from one batch of trajectories to the next, as ddpo-pytorch does)."""
-
-    def __init__(self, model: ModelAdapter, cfg: OptimConfig):
-        self.params = trainable_parameters(model, cfg.trainable, cfg.lora)
-        if not self.params:
-            raise ValueError("no trainable parameters")
-        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.grad_clip = cfg.grad_clip
-
-    def step(self) -> float:
-        """Average the accumulated gradients over data-parallel ranks (none on one process),
-        clip, step and clear them; returns the gradient norm."""
-        average_gradients(self.params)
-        norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-        return float(norm)
-
-    def state_dict(self) -> dict:
-        """What fine-tuning has changed: the trained parameters (in `params` order, which
-        the optimiser's state refers to) and the optimiser's moments. Frozen weights are
-        rebuilt from the pre-trained checkpoint, so they are not stored again."""
-        return {
-            "params": [p.detach().cpu().clone() for p in self.params],
-            "optimizer": self.opt.state_dict(),
-        }
-
-    @torch.no_grad()
-    def load_state_dict(self, state: dict) -> None:
-        if len(state["params"]) != len(self.params):
-            raise ValueError(
-                f"checkpoint has {len(state['params'])} trained tensors, the "
-                f"model {len(self.params)}"
-            )
-        for p, saved in zip(self.params, state["params"], strict=True):
-            p.copy_(saved)
-        self.opt.load_state_dict(state["optimizer"])
-
-
-Segment = tuple[Callable[[list], Denoiser], int | None]  # (inputs -> callable, stop step)
-
-
-@torch.no_grad()
-def sample_segments(
-    model: ModelAdapter,
-    segments: Sequence[Segment],
-    scheduler,
-    inputs: list,
-    cfg: LoopConfig,
-    generator: torch.Generator,
-    keep: Iterable[int] | None,
-) -> Rollout:
-    """Sample len(inputs) trajectories from N(0, I), each segment running its own callable
-    over steps [previous stop, stop) (P-GRAFT's stitching: fine-tuned to N_I, base after;
-    one segment with stop None is ordinary sampling). keep: step indices whose states are
-    kept (None: all). Initial noise and step noise come from `generator`, on the model's
-    device. An adapter with `initial_state(n, generator, device)` and `sample_fn` (the
-    signature of `sample_diffusion`) starts from and samples with those instead."""
-    device = next(model.network.parameters()).device
-    keep = None if keep is None else set(keep)
-    # a discrete model (the masked SMILES diffusion) brings its own start state and sampler
-    initial = getattr(model, "initial_state", None) or _gaussian_noise(model.sample_shape)
-    sampler = getattr(model, "sample_fn", sample_diffusion)
-    parts = []
-    for s in range(0, len(inputs), cfg.sample_batch):
-        chunk = inputs[s : s + cfg.sample_batch]
-        x = initial(len(chunk), generator, device)
-        start, pieces = 0, []
-        for factory, stop in segments:
-            pieces.append(
-                sampler(
-                    factory(chunk),
-                    scheduler,
-                    x,
-                    num_steps=cfg.num_steps,
-                    generator=generator,
-                    eta=cfg.eta,
-                    keep=keep,
-                    start_step=start,
-                    stop_step=stop,
-                )
-            )
-            x, start = pieces[-1].sample, pieces[-1].timesteps.numel() + start
-        parts.append(_join_segments(pieces))
-    traj = _join_batches(parts)
-    return Rollout(list(inputs), traj.sample, traj, traj.nfe)
-
-
-def _gaussian_noise(shape: tuple[int, ...]):
-    def initial(n: int, generator: torch.Generator, device) -> torch.Tensor:
-        return torch.randn((n, *shape), generator=generator, device=device)
-
-    return initial
-
-
-def _join_segments(pieces: list[Trajectory]) -> Trajectory:
-    lps = [p.log_probs for p in pieces if p.log_probs is not None]
-    return Trajectory(
-        sample=pieces[-1].sample,
-        timesteps=torch.cat([p.timesteps for p in pieces]),
-        states={i: x for p in pieces for i, x in p.states.items()},
-        log_probs=torch.cat(lps, 1) if lps else None,
-        stochastic_steps=[i for p in pieces for i in p.stochastic_steps],
-        nfe=sum(p.nfe for p in pieces),
-    )
-
-
-def _join_batches(parts: list[Trajectory]) -> Trajectory:
-    first = parts[0]
-    return Trajectory(
-        sample=torch.cat([p.sample for p in parts]),
-        timesteps=first.timesteps,
-        states={i: torch.cat([p.states[i] for p in parts]) for i in first.states},
-        log_probs=None if first.log_probs is None else torch.cat([p.log_probs for p in parts]),
-        stochastic_steps=first.stochastic_steps,
-        nfe=first.nfe,
-    )
 
 
 def run(

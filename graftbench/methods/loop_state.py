@@ -38,14 +38,8 @@ def check_ranks(method, cfg, size: int) -> None:
             f"samples_per_prompt x world size ({cfg.samples_per_prompt} x {size}), "
             "so the last round's groups split evenly across the ranks"
         )
-    sel = getattr(method.cfg, "selection", None)  # GRAFT's family
-    if sel is not None and (sel.rule in ("threshold", "rso") or sel.dedup):
-        raise ConfigError(
-            f"selection.rule: {sel.rule!r}{' with dedup' if sel.dedup else ''} "
-            "accepts a varying number of samples per rank, so the ranks would take "
-            "different numbers of optimiser steps; on several ranks use top_k or "
-            "best_of_n without dedup"
-        )
+    if why := method.varying_accepts():
+        raise ConfigError(why)
 
 
 def save_state(path, fingerprint, method, g, g_sample, g_train, order, rows, nfe, queries) -> None:

@@ -6,7 +6,7 @@ N_I of the sampler, `intermediate_step`) and fit the model only on times t in (t
 x_{t_I} as the data: the DDPM kernel from t_I gives
     x_t = sqrt(abar_t / abar_I) x_I + sqrt(1 - abar_t / abar_I) eps',
     eps_target = sqrt(1 - abar_t) / sqrt(1 - abar_t / abar_I) eps'    (`paths.ddpm_from_intermediate`,
-converted to v where the model predicts v). The accepted x_{t_I} follow the shaped law
+converted to v where the model predicts v; `losses.intermediate_loss`). The accepted x_{t_I} follow the shaped law
 p_theta(x_I | c) E[acceptance | x_I], which the fine-tuned model learns at high noise, where
 the score is near-Gaussian and easy (less bias), at the cost of accepting on a reward that is
 a noisy function of x_I (more variance); N_I trades the two.
@@ -19,7 +19,6 @@ second copy of the weights, which matters at SD scale).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Hashable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,11 +27,9 @@ from typing import Any
 import torch
 
 from graftbench.config import ConfigError
-from graftbench.losses import weighted_mean
 from graftbench.methods.graft import Graft, GraftConfig, frozen_copy, sample_key
-from graftbench.methods.loop import Rollout, denoiser, sample_segments
-from graftbench.models.base import ModelAdapter
-from graftbench.paths import ddpm_from_intermediate
+from graftbench.methods.rollout import Rollout, denoiser, sample_segments
+from graftbench.models.base import FinetuneModel
 
 
 @dataclass
@@ -79,42 +76,8 @@ class PGraftSweep(GraftConfig):
                 )
 
     def at(self, n_i: int) -> PGraftConfig:
-        common = {f.name: getattr(self, f.name) for f in dataclasses.fields(GraftConfig)}
+        common = {k: v for k, v in vars(self).items() if k != "intermediate_steps"}
         return PGraftConfig(**common, intermediate_step=n_i)
-
-
-def intermediate_loss(
-    model: ModelAdapter, x_i: torch.Tensor, cond: Any, t_i: int, generator: torch.Generator
-) -> torch.Tensor:
-    """Denoising loss with the intermediate state as data: t ~ U{t_I + 1, ..., T - 1}, pair from
-    `paths.ddpm_from_intermediate`, squared error per sample, weighted, then Min-SNR weighted
-    as pre-training (`losses.weighted_mean`). Any positive weight per t keeps the minimiser,
-    the conditional expectation of the target, so the weights only set how much each t pulls.
-
-    The per-t weight w(t) = (1 - abar_t / abar_I) / (1 - abar_t) is 1 / c(t)^2, c(t) the
-    scale of the epsilon target c(t) * eps' (`ddpm_from_intermediate`): c(t) grows without
-    bound as t -> t_I (at t = t_I + 1, c^2 ~ (1 - abar_t) / beta_t, e.g. ~160 at t_I = 500 on
-    the cosine schedule), so unweighted, the few draws just above t_I carry squared errors
-    of 1e2-1e3, dominate every gradient (which clipping then shrinks to a random direction)
-    and make P-GRAFT drift the model away from what it fits. Weighted, the regression has a
-    unit-variance target at every t, as pre-training's has.
-    x_i: (batch, *sample_shape) on the model's device; noise and t from `generator` on the
-    CPU, as in pre-training."""
-    abar = model.alphas_cumprod.to(x_i.device)
-    t = torch.randint(t_i + 1, len(abar), (len(x_i),), generator=generator)
-    noise = torch.randn(x_i.shape, generator=generator, dtype=x_i.dtype)
-    t, noise = t.to(x_i.device), noise.to(x_i.device)
-    pair = ddpm_from_intermediate(
-        x_i, noise, t, torch.full_like(t, t_i), abar, model.prediction_type
-    )
-    err = (model.denoise(pair.xt, pair.t, cond) - pair.target).pow(2).flatten(1).mean(1)
-    return weighted_mean(model, err * target_weight(abar, t, t_i), abar[t])
-
-
-def target_weight(abar: torch.Tensor, t: torch.Tensor, t_i: int) -> torch.Tensor:
-    """(batch,) 1 / c(t)^2 = (1 - abar_t / abar_I) / (1 - abar_t) for timesteps t > t_I: the
-    inverse squared scale of P-GRAFT's epsilon target (see `intermediate_loss`)."""
-    return (1 - abar[t] / abar[t_i]) / (1 - abar[t])
 
 
 @contextmanager
@@ -149,7 +112,7 @@ class PGraft(Graft):
 
     def __init__(
         self,
-        model: ModelAdapter,
+        model: FinetuneModel,
         cfg: PGraftConfig,
         dedup_key: Callable[[Any], Hashable] = sample_key,
     ):
@@ -194,8 +157,6 @@ class PGraft(Graft):
         t_i = int(rollout.trajectory.timesteps[n_i])
 
         def loss(model, x, cond, generator):
-            if hasattr(model, "intermediate_loss"):  # a discrete path's own target
-                return model.intermediate_loss(x, cond, t_i, generator)
-            return intermediate_loss(model, x, cond, t_i, generator)
+            return model.intermediate_loss(x, cond, t_i, generator)
 
         return rollout.trajectory.states[n_i], loss, {"t_intermediate": t_i}

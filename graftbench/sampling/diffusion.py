@@ -168,3 +168,19 @@ def _step(scheduler, out, t, x, eta, generator):
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         return nxt, gaussian_log_prob(nxt, nxt - std * noise, std)
     raise TypeError(f"unsupported scheduler {type(scheduler).__name__}")
+
+
+def transition_log_prob(
+    scheduler, out: torch.Tensor, t: torch.Tensor, x: torch.Tensor, nxt: torch.Tensor, eta: float
+) -> torch.Tensor:
+    """log pi(nxt | x) of one DDIM step from timestep t, (batch,), differentiable in `out`.
+
+    The step is Gaussian (Song et al. 2021, eq. 12): mean sqrt(abar_prev) x0_hat +
+    sqrt(1 - abar_prev - sigma^2) eps_hat, std sigma of eq. 16 (`posterior_std`). The mean is
+    the scheduler's own step with zero noise, the same arithmetic the sampler ran.
+    out: network output (batch, ...) at (x, t); x, nxt: (batch, ...) consecutive states.
+    A model whose steps are not Gaussian (the masked diffusion's unmask tokens) gives its own
+    density through `FinetuneModel.transition_log_prob`."""
+    std = posterior_std(scheduler, int(t), eta)
+    mean = scheduler.step(out, t, x, eta=eta, variance_noise=torch.zeros_like(x)).prev_sample
+    return gaussian_log_prob(nxt, mean, std)

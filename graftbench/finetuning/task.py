@@ -1,0 +1,140 @@
+"""What a reward fine-tuning task supplies to the shared runner (`finetuning.runner`): its
+config's shape, the model it loads and, per run, a `Session` that holds the task's side of
+the run (conditions, reward, evaluator, how samples are compared and written).
+
+t2i, layout and molecule implement these; the test `tests/test_new_task.py` implements them
+for a 2-D toy in one module, which is what adding a task takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from graftbench.config import ConfigError
+from graftbench.models.base import FinetuneModel
+
+
+class FinetuneConfig(Protocol):
+    """A fine-tuning task's typed config: these sections, plus any the task adds. A section
+    `graft_<variant>` (a `GraftConfig`, e.g. graft_threshold) is one more GRAFT run."""
+
+    methods: list[str]  # base, graft, graft_<variant>, pgraft, ddpo: the runs of the table
+    seeds: list[int]  # fine-tuning and evaluation seeds
+    graft: Any  # methods.graft.GraftConfig
+    pgraft: Any  # methods.pgraft.PGraftSweep
+    ddpo: Any  # methods.ddpo.DDPOConfig
+    evaluate: Any  # with num_steps (the evaluation sampler's) and curve_every
+
+
+@dataclass
+class Evaluation:
+    """What a session's evaluation gives the runner: `metrics` go to eval.json; a task's
+    subclass adds what it compares with the base and writes (images, boxes, tokens...)."""
+
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunInputs:
+    """Files a run reads besides the model, given on the command line: prepare-data's folder
+    and the trained evaluation network; a task says which it needs (`FinetuneTask.inputs`)."""
+
+    data: Path | None = None
+    features: Path | None = None
+
+
+class Session(Protocol):
+    """One run's task side, open from before fine-tuning until its records are written (it
+    may hold data, an evaluation network or a scorer process, released by `close`)."""
+
+    conditions: Sequence  # the training conditions the loop draws from
+    evaluator: str | None  # the scorer's name, recorded in metrics.json (None: none to name)
+    dedup_key: Callable[[Any], Hashable] | None  # identity of a decoded sample for GRAFT's
+    # de-duplication (None: its exact bytes)
+
+    def model_input(self, condition: Any) -> Any:
+        """A training condition as `model.encode_condition` takes it (e.g. a prompt's text)."""
+
+    def reward(self) -> Callable[[Any, Sequence], Any]:
+        """The loop's reward: (model.decode's output, conditions) -> (batch,) scores."""
+
+    def evaluate(self, segments: list, model: FinetuneModel, seed: int) -> Evaluation:
+        """Sample with the evaluation sampler (segments as `methods.rollout.sample_segments`)
+        and score; the same noise for every method at a seed."""
+
+    def curve(self, segments: list, model: FinetuneModel, seed: int) -> float:
+        """One point of the reward-against-queries curve: the mean reward on a fixed subset."""
+
+    def compare(self, evaluation: Evaluation) -> dict:
+        """Columns against the base run given to `FinetuneTask.open` (drift, paired changes);
+        for the base run itself (none given), the same columns at their reference value."""
+
+    def write(self, out: Path, evaluation: Evaluation) -> None:
+        """The samples in open formats and the arrays `compare` reads back, into run folder
+        `out` (the runner writes config, eval and metrics after them)."""
+
+    def close(self) -> None: ...
+
+
+class FinetuneTask(Protocol):
+    """A reward fine-tuning task as the runner sees it."""
+
+    name: str
+    inputs: tuple[str, ...]  # the `RunInputs` fields its runs need ("data", "features")
+    probe_condition: Any  # one raw condition, for FLOPs per network call
+
+    def load_model(self, path: Path, device: str) -> FinetuneModel:
+        """The model a checkpoint holds (pretrain's, or a fine-tuned run's)."""
+
+    def open(
+        self, cfg: Any, inputs: RunInputs, out: Path, device: str, base: Path | None
+    ) -> Session:
+        """A session for one run into folder `out`; `base`: the base run's folder, whose
+        saved samples `compare` measures against (checked here, before any compute)."""
+
+    def describe(self, metrics: dict) -> str:
+        """One line on a finished run (its metrics.json and eval.json merged), printed by
+        the verbs."""
+
+
+def check_methods(cfg: FinetuneConfig, task: str) -> None:
+    """The rules every fine-tuning task config obeys, naming the key: the base is among the
+    methods (improvement and drift are measured against it), every method spends the same
+    reward budget, and P-GRAFT's loop has the evaluation sampler's steps (its switch N_I is
+    a state index of that grid)."""
+    if "base" not in cfg.methods:
+        raise ConfigError(
+            f"{task}.methods: must include 'base' (improvement and drift are measured against it)"
+        )
+    budgets = {m: method_config(cfg, m).loop.reward_budget for m in cfg.methods if m != "base"}
+    if len(set(budgets.values())) > 1:
+        (m0, b0), *rest = budgets.items()
+        m1, b1 = next(kv for kv in rest if kv[1] != b0)
+        raise ConfigError(
+            f"{task}.{m1}.loop.reward_budget: {b1} differs from {task}.{m0}"
+            f".loop.reward_budget ({b0}); methods are compared at equal reward queries"
+        )
+    steps = cfg.evaluate.num_steps
+    if "pgraft" in cfg.methods and cfg.pgraft.loop.num_steps != steps:
+        raise ConfigError(
+            f"{task}.pgraft.loop.num_steps: {cfg.pgraft.loop.num_steps} must equal "
+            f"{task}.evaluate.num_steps ({steps}): P-GRAFT switches models at a state index "
+            "of that grid"
+        )
+
+
+def method_config(cfg: FinetuneConfig, method: str) -> Any:
+    """The config section of a method name (graft, graft_<variant>, pgraft, ddpo)."""
+    return vars(cfg)[method]
+
+
+def run_names(cfg: FinetuneConfig) -> list[str]:
+    """A task's run names in table order: its methods, P-GRAFT expanded to pgraft{N_I} for
+    each N_I of the sweep (e.g. base, graft, pgraft3, pgraft6, ddpo)."""
+    out = []
+    for m in cfg.methods:
+        out += [f"pgraft{n}" for n in cfg.pgraft.intermediate_steps] if m == "pgraft" else [m]
+    return out

@@ -1,1 +1,0 @@
-"""Document-layout task (PubLayNet-like): procedural layouts, their metrics and renderer."""

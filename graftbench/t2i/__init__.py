@@ -1,1 +1,0 @@
-"""Compositional text-to-image task: prompt grammar, rendered scenes, verifier, tokenizer."""

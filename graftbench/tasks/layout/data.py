@@ -1,0 +1,321 @@
+"""Document layouts: a PubLayNet-like procedural generator, padding, and two file formats.
+
+A layout is a page's list of elements, each a class id (index into `CLASSES`, PubLayNet's
+five) and a box (x_center, y_center, width, height) normalised to the page, y down, as in
+LayoutGAN++ (Kikuchi et al., ACM MM 2021). Elements are in reading order: column by column,
+top to bottom.
+
+The generator follows the structure of PubLayNet pages (Zhong et al., ICDAR 2019): margins,
+one or two columns with a gutter, an optional title on top, then blocks stacked down each
+column with small gaps. Its clean layouts never overlap and every element's left edge lies
+on its column's (centred figures excepted), so the alignment and overlap metrics of
+`graftbench.tasks.layout.metrics` are ~0 on them; that is what the base model learns.
+
+Files: `write_json`/`read_json` use an open format
+    {"classes": [...CLASSES], "layouts": [{"classes": ["text", ...], "boxes": [[xc, yc, w, h], ...]}]}
+and `load_coco` reads PubLayNet's COCO-style annotations (or RICO converted to them).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from graftbench.config import ConfigError, InputError
+
+CLASSES = ("text", "title", "list", "table", "figure")
+PAD = len(CLASSES)  # class id of padding slots
+TEXT, TITLE, LIST, TABLE, FIGURE = range(len(CLASSES))
+
+# Class of a block placed in a column body (a title after the page title is a section
+# heading). Tuned so the generated frequencies follow PubLayNet's train split (text 72%,
+# title 19%, list 2.5%, table 3.1%, figure 3.4%) while tables and figures still appear on
+# enough pages to be learnt.
+_BODY_CUM = np.cumsum([0.66, 0.15, 0.05, 0.07, 0.07]).tolist()
+# Block height (fraction of the page) = lo + span * u**power, u ~ U[0, 1): text is skewed to
+# short paragraphs with a long tail, titles are one or two lines.
+_HEIGHT = {
+    TEXT: (0.05, 0.45, 1.2),
+    TITLE: (0.012, 0.025, 1.0),
+    LIST: (0.06, 0.16, 1.0),
+    TABLE: (0.10, 0.25, 1.0),
+    FIGURE: (0.12, 0.25, 1.0),
+}
+_MIN_FLOW = 0.04  # text at least this high fills a column's leftover space (it flows on)
+_NARROW_FIGURE = 0.4  # probability that a figure is narrower than its column and centred
+
+
+@dataclass
+class LayoutDataConfig:
+    n_train: int = 8000  # generated training layouts (the base model's data)
+    n_test: int = 1000  # generated held-out layouts (the reference for Maximum IoU)
+    max_elements: int = 10  # a page stops taking blocks once it has this many
+    two_column_prob: float = 0.5  # probability that a page has two columns
+    title_prob: float = 0.6  # probability that a page opens with a title above its body
+    seed: int = 0  # seed of both splits (train and test come from independent streams)
+
+    def __post_init__(self):
+        for key in ("n_train", "n_test", "max_elements"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"layout.data.{key}: {getattr(self, key)} must be at least 1")
+        for key in ("two_column_prob", "title_prob"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ConfigError(f"layout.data.{key}: {getattr(self, key)} must lie in [0, 1]")
+        if self.seed < 0:
+            raise ConfigError(f"layout.data.seed: {self.seed} must be >= 0")
+
+
+# eq=False: the generated __eq__/__hash__ would compare arrays elementwise and fail.
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """One page: `classes` (n,) int64 class ids, `boxes` (n, 4) float64 (xc, yc, w, h), n >= 1."""
+
+    classes: np.ndarray
+    boxes: np.ndarray
+
+    def __post_init__(self):
+        classes = np.asarray(self.classes, dtype=np.int64)
+        boxes = np.asarray(self.boxes, dtype=np.float64)
+        n = len(classes)
+        if classes.shape != (n,) or boxes.shape != (n, 4) or n < 1:
+            raise ValueError(
+                f"a layout needs classes (n,) and boxes (n, 4) with n >= 1, got "
+                f"{classes.shape} and {boxes.shape}"
+            )
+        if classes.min() < 0 or classes.max() >= PAD:
+            raise ValueError(f"class ids must lie in 0..{PAD - 1}, got {classes.tolist()}")
+        object.__setattr__(self, "classes", classes)
+        object.__setattr__(self, "boxes", boxes)
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+
+def _page(u: Iterator[float], cfg: LayoutDataConfig) -> Layout:
+    """Lay out one page, drawing uniforms in [0, 1) from `u`."""
+    left, right = 0.07 + 0.05 * next(u), 0.07 + 0.05 * next(u)
+    top, bottom = 0.06 + 0.04 * next(u), 1 - (0.06 + 0.04 * next(u))
+    gap = 0.008 + 0.012 * next(u)  # one spacing per page, as a typeset page has
+    two = next(u) < cfg.two_column_prob
+    body = 1 - left - right
+    gutter = 0.02 + 0.02 * next(u) if two else 0.0
+    col_w = (body - gutter) / 2 if two else body
+    col_x = [left, left + col_w + gutter] if two else [left]
+    start = [top] * len(col_x)
+    out = []  # (class, x0, y0, w, h)
+    if next(u) < cfg.title_prob:
+        full = not two or next(u) < 0.5  # spans the page, or heads the first column
+        lo, span, _ = _HEIGHT[TITLE]
+        h = lo + 2 * span * next(u)  # the page title may be a little taller than a heading
+        out.append((TITLE, left, top, (body if full else col_w) * (0.5 + 0.5 * next(u)), h))
+        start = [top + h + gap] * len(col_x) if full else [top + h + gap] + start[1:]
+    for x, y in zip(col_x, start, strict=True):
+        prev = None
+        while len(out) < cfg.max_elements:
+            # a heading is followed by its paragraph
+            c = TEXT if prev == TITLE else bisect.bisect_right(_BODY_CUM, next(u))
+            if c == TITLE and (len(out) + 1 == cfg.max_elements or y + 0.1 > bottom):
+                c = TEXT  # a heading with no room for its paragraph would be orphaned
+            lo, span, power = _HEIGHT[c]
+            h = lo + span * next(u) ** power
+            if y + h > bottom:
+                if bottom - y < _MIN_FLOW:
+                    break
+                c, h = TEXT, bottom - y  # the column ends in a paragraph running on
+            w, x0 = col_w, x
+            if c == TITLE:
+                w = col_w * (0.3 + 0.7 * next(u))
+            elif c == FIGURE and next(u) < _NARROW_FIGURE:
+                w = col_w * (0.5 + 0.4 * next(u))
+                x0 = x + (col_w - w) / 2
+            out.append((c, x0, y, w, h))
+            y, prev = y + h + gap, c
+    classes = np.array([e[0] for e in out], dtype=np.int64)
+    ltwh = np.array([e[1:] for e in out], dtype=np.float64)
+    return Layout(classes, np.concatenate([ltwh[:, :2] + ltwh[:, 2:] / 2, ltwh[:, 2:]], axis=1))
+
+
+def generate(n: int, cfg: LayoutDataConfig, rng: np.random.Generator) -> list[Layout]:
+    """`n` procedural PubLayNet-like layouts (see the module docstring)."""
+    # All uniforms in one call: scalar draws from a numpy Generator cost ~1 us each, which
+    # would dominate. A page draws at most 11 + 4 per element + 2 per column end.
+    u = rng.random((n, 16 + 4 * cfg.max_elements))
+    return [_page(iter(row), cfg) for row in u.tolist()]
+
+
+def make_splits(cfg: LayoutDataConfig) -> tuple[list[Layout], list[Layout]]:
+    """(train, test) from independent streams of `cfg.seed`."""
+    train_seq, test_seq = np.random.SeedSequence(cfg.seed).spawn(2)
+    train = generate(cfg.n_train, cfg, np.random.default_rng(train_seq))
+    return train, generate(cfg.n_test, cfg, np.random.default_rng(test_seq))
+
+
+def condition(layout: Layout) -> tuple[str, ...]:
+    """The class names in order: the condition of the class-conditional layout task."""
+    return tuple(CLASSES[c] for c in layout.classes)
+
+
+def pad(layouts: Sequence[Layout], max_elements: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batch layouts: boxes (batch, L, 4) float32 (0 at padding), classes (batch, L) int64
+    (`PAD` at padding), mask (batch, L) bool, with L = `max_elements`."""
+    boxes = np.zeros((len(layouts), max_elements, 4), np.float32)
+    classes = np.full((len(layouts), max_elements), PAD, np.int64)
+    mask = np.zeros((len(layouts), max_elements), bool)
+    for i, layout in enumerate(layouts):
+        n = len(layout)
+        if n > max_elements:
+            raise ValueError(f"layout {i} has {n} elements, more than max_elements={max_elements}")
+        boxes[i, :n], classes[i, :n], mask[i, :n] = layout.boxes, layout.classes, True
+    return boxes, classes, mask
+
+
+def unpad(boxes: np.ndarray, classes: np.ndarray, mask: np.ndarray) -> list[Layout]:
+    """Inverse of `pad`: the real slots of each row, in slot order."""
+    return [Layout(c[m], b[m]) for b, c, m in zip(boxes, classes, mask, strict=True)]
+
+
+def write_json(
+    layouts: Sequence[Layout], path: str | Path, extra: Sequence[Mapping] | None = None
+) -> None:
+    """Write layouts in the open format, atomically; `extra[i]` adds keys (e.g. "reward")."""
+    extra = [{}] * len(layouts) if extra is None else extra
+    items = [
+        {**e, "classes": list(condition(lay)), "boxes": lay.boxes.tolist()}
+        for lay, e in zip(layouts, extra, strict=True)
+    ]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a temporary sibling renamed into place: a killed run leaves the old file or the new one
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            # allow_nan=False: NaN is not JSON, and read_json would reject the file later
+            json.dump({"classes": list(CLASSES), "layouts": items}, f, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_json(path: str | Path) -> list[Layout]:
+    """Read the open format; InputError names the file and the layout index."""
+    data = _load(path)
+    if not isinstance(data, dict) or not isinstance(data.get("layouts"), list):
+        raise InputError(f"{path}: expected a JSON object with a 'layouts' list")
+    ids = {name: i for i, name in enumerate(CLASSES)}
+    out = []
+    for i, item in enumerate(data["layouts"]):
+        where = f"{path}: layouts[{i}]"
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(k), list) for k in ("classes", "boxes")
+        ):
+            raise InputError(f"{where}: expected an object with 'classes' and 'boxes' lists")
+        names, boxes = item["classes"], item["boxes"]
+        for name in names:
+            if not isinstance(name, str) or name not in ids:
+                raise InputError(f"{where}: class {name!r} is not one of {', '.join(CLASSES)}")
+        for j, box in enumerate(boxes):
+            if not _numbers(box, 4):
+                raise InputError(f"{where}: boxes[{j}] is not 4 finite numbers: {box!r}")
+        if len(names) != len(boxes) or not names:
+            raise InputError(
+                f"{where}: {len(names)} classes and {len(boxes)} boxes; "
+                "need the same number, at least 1"
+            )
+        out.append(Layout(np.array([ids[n] for n in names]), np.array(boxes, dtype=np.float64)))
+    return out
+
+
+def load_coco(path: str | Path, max_elements: int) -> list[Layout]:
+    """Layouts from COCO-style annotations (PubLayNet's format), in image-id order.
+
+    Pixel boxes [x, y, w, h] (top-left corner) become normalised centre boxes. Elements are
+    sorted into reading order: left column then right, each top to bottom. An element is in
+    the right column when its centre lies right of the midline by more than a quarter of its
+    width, so blocks of a one-column page that straddle the midline stay in one column.
+    Images with no elements or more than `max_elements` are skipped.
+    """
+    data = _load(path)
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object with images, annotations, categories")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise InputError(f"{path}: '{key}' is missing or not a list")
+    cats = {}
+    for i, cat in enumerate(data["categories"]):
+        name = _get(path, f"categories[{i}]", cat, "name", str)
+        if name.lower() not in CLASSES:
+            raise InputError(
+                f"{path}: categories[{i}]: name {name!r} is not a layout class; "
+                f"expected one of {', '.join(CLASSES)} (any case)"
+            )
+        cats[_get(path, f"categories[{i}]", cat, "id", int)] = CLASSES.index(name.lower())
+    sizes = {}
+    for i, img in enumerate(data["images"]):
+        where = f"images[{i}]"
+        w, h = (_get(path, where, img, k, (int, float)) for k in ("width", "height"))
+        if not (w > 0 and h > 0):
+            raise InputError(f"{path}: {where}: width and height must be positive")
+        sizes[_get(path, where, img, "id", int)] = (w, h)
+    pages: dict[int, list] = {k: [] for k in sizes}
+    for i, ann in enumerate(data["annotations"]):
+        where = f"annotations[{i}]"
+        image, cat = (
+            _get(path, where, ann, "image_id", int),
+            _get(path, where, ann, "category_id", int),
+        )
+        bbox = _get(path, where, ann, "bbox", list)
+        if image not in sizes or cat not in cats:
+            raise InputError(f"{path}: {where}: unknown image_id {image} or category_id {cat}")
+        if not _numbers(bbox, 4) or bbox[2] < 0 or bbox[3] < 0:
+            raise InputError(f"{path}: {where}: 'bbox' is not [x, y, w, h] with w, h >= 0")
+        (W, H), (x, y, w, h) = sizes[image], bbox
+        xc, yc, w, h = (x + w / 2) / W, (y + h / 2) / H, w / W, h / H
+        right = xc > 0.5 + w / 4
+        pages[image].append(((right, yc - h / 2, i), cats[cat], (xc, yc, w, h)))
+    out = []
+    for image in sorted(pages):
+        elements = sorted(pages[image], key=lambda e: e[0])
+        if 1 <= len(elements) <= max_elements:
+            out.append(
+                Layout(np.array([e[1] for e in elements]), np.array([e[2] for e in elements]))
+            )
+    return out
+
+
+def _load(path: str | Path):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot read ({err})") from None
+
+
+def _get(path, where: str, entry, key: str, kind):
+    """entry[key] checked to be of `kind` (bools, which JSON keeps apart, are not numbers)."""
+    value = entry.get(key) if isinstance(entry, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise InputError(f"{path}: {where}: '{key}' is missing or of the wrong type: {value!r}")
+    return value
+
+
+def _numbers(values, n: int) -> bool:
+    """Whether `values` is a list of `n` finite numbers."""
+    return (
+        isinstance(values, list)
+        and len(values) == n
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        and all(math.isfinite(v) for v in values)
+    )

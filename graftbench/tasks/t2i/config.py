@@ -1,0 +1,115 @@
+"""The text-to-image task's typed config (import-light: no diffusers or transformers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from graftbench.config import ConfigError, check_at_least
+from graftbench.finetuning.task import check_methods, run_names
+from graftbench.methods.ddpo import DDPOConfig
+from graftbench.methods.graft import GraftConfig
+from graftbench.methods.pgraft import PGraftSweep
+from graftbench.tasks.t2i.model_config import StableDiffusionConfig, Text2ImageConfig
+from graftbench.tasks.t2i.scenes import SceneConfig
+from graftbench.tasks.t2i.verifier import VerifierConfig
+from graftbench.train import TrainConfig
+
+Method = Literal["base", "graft", "pgraft", "ddpo"]
+
+
+
+@dataclass
+class PromptsConfig:
+    source: Literal["scenes", "genai-bench", "geneval", "t2i-compbench"] = "scenes"  # scenes:
+    # the rendered-scene grammar, split by `scenes`; otherwise a benchmark's prompt set read
+    # from `path` (graftbench/tasks/t2i/prompt_sets.py) and split here
+    path: str = ""  # the prompt set's file (T2I-CompBench++: its folder); unused for scenes
+    heldout_fraction: float = 0.2  # prompt sets: share of each category held out from
+    # fine-tuning (evaluated only)
+    split_seed: int = 0  # prompt sets: seed of that split
+
+    def __post_init__(self):
+        if self.source != "scenes" and not self.path:
+            raise ConfigError(
+                f"t2i.prompts.path: empty; prompts from {self.source} are read "
+                "from a file you supply (README, 'Paper scale')"
+            )
+        if not 0 < self.heldout_fraction < 1:
+            raise ConfigError(
+                f"t2i.prompts.heldout_fraction: {self.heldout_fraction} not in (0, 1)"
+            )
+
+
+@dataclass
+class EvaluateConfig:
+    num_steps: int = 10  # DDIM steps of the evaluation sampler, every method alike
+    eta: float = 0.0  # 0: deterministic DDIM, so one noise gives comparable images across
+    # methods (drift is measured on them)
+    samples_per_prompt: int = 2  # images per held-out prompt (diversity compares them)
+    train_samples_per_prompt: int = 2  # images per fine-tuning prompt (the training reward;
+    # its change from the base is paired image by image, so more images resolve smaller
+    # changes: 64 images give a 95% CI of about +-0.03 on the verifier's score)
+    batch_size: int = 64  # images per sampler call (memory, not maths)
+    curve_prompts: int = 32  # held-out prompts (one image each) scored after fine-tuning
+    # rounds, for the reward-against-queries curve
+    curve_every: int = 1  # rounds between curve points (the last round always gets one)
+    seed_offset: int = 1000  # evaluation noise seed = run seed + this (apart from training's)
+    MOVED: ClassVar[dict[str, str]] = {
+        "n_train_prompts": "t2i.finetune_prompts (the training reward is scored on the prompts "
+        "fine-tuning drew from)"
+    }
+
+    def __post_init__(self):
+        check_at_least(self, "t2i.evaluate", 1, "num_steps", "samples_per_prompt")
+        check_at_least(self, "t2i.evaluate", 1, "train_samples_per_prompt", "batch_size")
+        check_at_least(self, "t2i.evaluate", 1, "curve_prompts", "curve_every")
+        if self.eta < 0:
+            raise ConfigError(f"t2i.evaluate.eta: {self.eta} must be >= 0")
+
+
+@dataclass
+class T2IConfig:
+    methods: list[Method] = field(default_factory=lambda: ["base", "graft", "pgraft", "ddpo"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tuning + evaluation seeds
+    scenes: SceneConfig = field(default_factory=SceneConfig)  # grammar, split, renderer
+    finetune_prompts: int = 32  # training prompts the fine-tuning loop draws from: a fixed
+    # seeded subset of the training split (scenes.split_seed), the same for every method and
+    # seed; 0 = the whole split. The training reward is scored on exactly these prompts.
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)  # where prompts come from
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)  # the reward and metric
+    # of scene prompts (when `scorer` is empty)
+    scorer: list[str] = field(default_factory=list)  # command of an external scorer process
+    # (graftbench/tasks/t2i/scorer.py; e.g. [/opt/t2v/bin/python, scorers/vqascore.py, --cache-dir,
+    # /data/hf]) that gives the reward and metrics instead of the verifier; empty: the verifier
+    model: Text2ImageConfig = field(default_factory=Text2ImageConfig)  # the base model
+    pretrain: TrainConfig = field(default_factory=TrainConfig)  # its pre-training
+    stable_diffusion: StableDiffusionConfig | None = None  # set: the base is this SD-family
+    # folder instead (`model` and `pretrain` unused; `pretrain` only checks the folder)
+    graft: GraftConfig = field(default_factory=GraftConfig)  # loop.seed: replaced by the run's
+    pgraft: PGraftSweep = field(default_factory=PGraftSweep)
+    ddpo: DDPOConfig = field(default_factory=DDPOConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    def __post_init__(self):
+        if self.finetune_prompts < 0:
+            raise ConfigError(
+                f"t2i.finetune_prompts: {self.finetune_prompts} must be >= 0 "
+                "(0 = every training prompt)"
+            )
+        check_methods(self, "t2i")
+        if self.prompts.source != "scenes" and not self.scorer:
+            raise ConfigError(
+                f"t2i.scorer: empty, but the verifier reads scene prompts only; "
+                f"prompts from {self.prompts.source} need a scorer command, e.g. "
+                "VQAScore's (README, 'Paper scale')"
+            )
+        if self.stable_diffusion is not None and not self.stable_diffusion.path:
+            raise ConfigError(
+                "t2i.stable_diffusion.path: empty; give the local diffusers "
+                "folder of the base (README, 'Paper scale')"
+            )
+
+    def runs(self) -> list[str]:
+        """Run names, in table order: base, graft, pgraft{N_I}..., ddpo."""
+        return run_names(self)

@@ -1,0 +1,73 @@
+"""The unconditional task's typed config (import-light: no diffusers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from graftbench.config import ConfigError
+from graftbench.methods.inc import IncConfig
+from graftbench.metrics.feature_net import FeatureNetConfig
+from graftbench.models.config import UNetConfig
+from graftbench.tasks.unconditional.data import DataConfig
+from graftbench.train import TrainConfig
+
+
+@dataclass
+class PretrainConfig(TrainConfig):
+    sigma_sampling: Literal["uniform", "logit_normal"] = "logit_normal"  # training-time law
+
+
+@dataclass
+class SampleConfig:
+    solver: Literal["euler", "heun"] = "euler"  # ODE solver of the base flow
+    steps: list[int] = field(default_factory=lambda: [2, 4, 8, 16, 32])  # step counts swept
+    shift: float = 1.0  # time shift of the sigma grid (1 = uniform)
+    n_samples: int = 1000  # images per run (same as data.n_test, so FID sizes match)
+    batch_size: int = 250  # images per network call
+
+
+@dataclass
+class EvaluateConfig:
+    fid_backends: list[Literal["inception", "trained-cnn"]] = field(
+        default_factory=lambda: ["trained-cnn"]
+    )  # feature networks FID is computed with; every table names them
+
+
+@dataclass
+class UnconditionalConfig:
+    # base: the pre-trained flow at each sample.steps (table unconditional); inc: base plus
+    # inverse noise correction at each inc.base_steps x inc.corrector_steps (table inc)
+    methods: list[Literal["base", "inc"]] = field(default_factory=lambda: ["base"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # sampling seeds per setting
+    data: DataConfig = field(default_factory=DataConfig)
+    model: UNetConfig = field(default_factory=UNetConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    features: FeatureNetConfig = field(default_factory=FeatureNetConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    inc: IncConfig = field(default_factory=IncConfig)  # inverse noise correction (methods: inc)
+
+    def __post_init__(self):
+        if "inc" not in self.methods:
+            return
+        if self.sample.solver != "euler":
+            raise ConfigError(
+                f"unconditional.sample.solver: {self.sample.solver!r} cannot be used with method "
+                "'inc', which inverts the Euler sampler; choose 'euler'"
+            )
+        missing = [s for s in self.inc.base_steps if s not in self.sample.steps]
+        if missing:
+            raise ConfigError(
+                f"unconditional.inc.base_steps: {missing[0]} is not in unconditional.sample.steps "
+                f"{self.sample.steps}; INC is compared with the base at the same step count"
+            )
+        for key in ("sample_size", "in_channels"):
+            if getattr(self.inc.model, key) != getattr(self.model, key):
+                raise ConfigError(
+                    f"unconditional.inc.model.{key}: {getattr(self.inc.model, key)} must equal "
+                    f"unconditional.model.{key} ({getattr(self.model, key)}): the corrector "
+                    "outputs the base model's noise"
+                )
+
+
