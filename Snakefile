@@ -1,10 +1,13 @@
 # graftbench workflow. Plain `snakemake --cores N` runs the cpu profile; choose another with
-# `--profile profiles/<smoke|cpu|paper>`. Logic lives in `python -m graftbench <verb>`.
+# `--profile profiles/<smoke|cpu|gpu|paper|slurm>`. Logic lives in `python -m graftbench <verb>`.
 import sys
 
-from snakemake.utils import validate
+from snakemake.utils import min_version, validate
 
+from graftbench import tasks
 from graftbench.spec import resolve, suite
+
+min_version("9.0")
 
 
 configfile: "config/config.yaml"
@@ -14,7 +17,7 @@ configfile: "tasks/layout.yaml"
 configfile: "tasks/molecule.yaml"
 
 
-validate(config, "config/schema.yaml")
+validate(config, "config/schema.yaml", set_default=False)  # presets hold differences only
 SUITE = suite(config)  # typed checks the schema cannot express (enabled tasks, presets)
 RESULTS = f"{SUITE.results}/{SUITE.profile}"
 PY = sys.executable  # the interpreter running Snakemake, i.e. the project's venv
@@ -30,12 +33,11 @@ report: "report/workflow.rst"
 # overrides it, e.g. on a bigger machine.
 include: "rules/common.smk"
 include: "rules/unconditional.smk"
-include: "rules/t2i.smk"
-include: "rules/layout.smk"
-include: "rules/molecule.smk"
+include: "rules/finetune.smk"
 
 
 rule all:
     input:
         expand(f"{RESULTS}/tables/{{task}}.csv", task=SUITE.tasks),
         EXTRA_TABLES,
+        f"{RESULTS}/tables/benchmarks.csv",

@@ -92,6 +92,13 @@ def cmd_evaluate(args) -> None:
     print(" ".join(f"FID[{k}]={v:.3f}" for k, v in out["fid"].items()), f"({args.samples})")
 
 
+def cmd_benchmarks(args) -> None:
+    from graftbench.aggregate import benchmark_table
+
+    jobs = benchmark_table(args.results, args.table)
+    print(f"{len(jobs)} jobs, {jobs['s'].sum():.0f} s in all -> {args.table}")
+
+
 def cmd_summary(args) -> None:
     tables = sorted((Path(args.results) / args.profile / "tables").glob("*.md"))
     if not tables:
@@ -215,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--feature-net", help="features.pt for the trained-cnn back-end")
     v.add_argument("--out", required=True, help="eval.json to write")
     v.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    v = sub.add_parser("benchmarks", help="time and memory of every workflow job (a table)")
+    v.set_defaults(fn=cmd_benchmarks)
+    v.add_argument("--results", required=True, help="a profile's results, results/{profile}")
+    v.add_argument("--table", required=True, help="CSV to write (the .md goes beside it)")
     v = sub.add_parser("summary", help="print a profile's tables in the terminal")
     v.set_defaults(fn=cmd_summary)
     v.add_argument("--results", default="results", help="results root (config key `results`)")

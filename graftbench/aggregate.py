@@ -7,6 +7,7 @@ beside it, eval.json. Nothing is recomputed here.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +104,48 @@ def provenance(df: pd.DataFrame) -> str:
     cols = sorted(c for c in df.columns if c.startswith("versions."))
     seen = {json.dumps({c[9:]: r[c] for c in cols}, sort_keys=True) for _, r in df.iterrows()}
     return "; ".join(sorted(seen))
+
+
+def benchmark_table(results: str | Path, out_csv: str | Path) -> pd.DataFrame:
+    """Time and memory of every job, from the Snakemake `benchmark:` files under
+    results/*/benchmarks/ (one TSV per job, named after its step and wildcards): the CSV has
+    one row per job (task, job, step, s, max_rss in MB, cpu_time in s); the Markdown beside
+    it sums them per step (a step: the job's name without its seed)."""
+    rows = []
+    for path in sorted(Path(results).glob("*/benchmarks/*.tsv")):
+        last = pd.read_csv(path, sep="\t").iloc[-1]  # `repeat` writes one row per repeat
+        rows.append(
+            {
+                "task": path.parent.parent.name,
+                "job": path.stem,
+                "step": re.sub(r"_seed\d+$", "", path.stem),
+                "s": float(last["s"]),
+                "max_rss": pd.to_numeric(last.get("max_rss"), errors="coerce"),
+                "cpu_time": pd.to_numeric(last.get("cpu_time"), errors="coerce"),
+            }
+        )
+    if not rows:
+        raise FileNotFoundError(f"{results}: no */benchmarks/*.tsv files (run the workflow first)")
+    jobs = pd.DataFrame(rows)
+    with records.atomic_path(out_csv) as tmp:
+        jobs.to_csv(tmp, index=False)
+    steps = jobs.groupby(["task", "step"], sort=False).agg(
+        jobs=("job", "size"),
+        total_s=("s", "sum"),
+        max_s=("s", "max"),
+        max_rss_mb=("max_rss", "max"),
+        cpu_s=("cpu_time", "sum"),
+    )
+    lines = [
+        "# Workflow jobs: time and memory",
+        "",
+        f"- {len(jobs)} jobs, {jobs['s'].sum():.0f} s of wall time in all (summed over jobs, "
+        "which run in parallel), from Snakemake's benchmark files; one row per step",
+        "- max_rss: peak resident memory of one job (MB); cpu_s: CPU seconds, all jobs",
+        "",
+        steps.reset_index().to_markdown(index=False, floatfmt=".1f"),
+        "",
+    ]
+    with records.atomic_path(Path(out_csv).with_suffix(".md")) as tmp:
+        tmp.write_text("\n".join(lines))
+    return jobs

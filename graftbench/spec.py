@@ -15,15 +15,19 @@ same dataclasses by `python -m graftbench schema`, so the two cannot drift apart
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
+import inspect
 import re
+import textwrap
+import tokenize
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
 
-from graftbench.config import ConfigError, parse
+from graftbench.config import ConfigError, parse, to_dict
 
 PROFILES = ("smoke", "cpu", "paper")
 
@@ -118,20 +122,28 @@ def merge(base: dict, over: dict) -> dict:
 
 
 def json_schema() -> dict:
-    """JSON schema of the whole workflow config, derived from the dataclasses."""
-    props = {f.name: _schema(h) for f, h in _fields(SuiteConfig)}
-    props["tasks"] = {"type": "array", "items": {"enum": list(task_configs())}}
+    """JSON schema of the whole workflow config, derived from the dataclasses: every key with
+    its type, default and description (the comment beside the field in the source, as
+    STYLE.md asks fields to be documented), each config class once under $defs."""
+    defs: dict = {}
+    props = {f.name: _property(f, h, defs) for f, h in _fields(SuiteConfig)}
+    props["tasks"]["items"] = {"enum": list(task_configs())}
     for name, cls in task_configs().items():
-        partial = _schema(cls)  # no required keys: presets hold only differences
+        ref = {"$ref": f"#/$defs/{_def(cls, defs)}"}  # no required keys: presets hold differences
         props[name] = {
             "type": "object",
+            "description": f"the {name} task (tasks/{name}.yaml): settings and presets",
             "additionalProperties": False,
             "properties": {
-                "base": partial,
+                "base": {**ref, "description": "every setting, sized for the cpu profile"},
                 "profiles": {
                     "type": "object",
+                    "description": "per profile, the settings that differ from base",
                     "additionalProperties": False,
-                    "properties": {p: {"oneOf": [{"type": "null"}, partial]} for p in PROFILES},
+                    "properties": {
+                        p: {"oneOf": [{"type": "null"}, ref], "description": f"the {p} preset"}
+                        for p in PROFILES
+                    },
                 },
             },
         }
@@ -141,6 +153,7 @@ def json_schema() -> dict:
         "type": "object",
         "additionalProperties": False,
         "properties": props,
+        "$defs": dict(sorted(defs.items())),
     }
 
 
@@ -149,20 +162,68 @@ def _fields(cls):
     return [(f, hints[f.name]) for f in dataclasses.fields(cls) if f.init]
 
 
-def _schema(tp: Any) -> dict:
-    origin = get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return {
+def _def(cls: type, defs: dict) -> str:
+    """The $defs name of config class `cls`, its schema added on first use."""
+    name = f"{cls.__module__.removeprefix('graftbench.')}.{cls.__qualname__}"
+    if name not in defs:
+        defs[name] = {}  # reserved first: a class may (indirectly) contain itself
+        docs = field_docs(cls)
+        defs[name] = {
             "type": "object",
             "additionalProperties": False,
-            "properties": {f.name: _schema(h) for f, h in _fields(tp)},
+            "properties": {f.name: _property(f, h, defs, docs) for f, h in _fields(cls)},
         }
+    return name
+
+
+def _property(field: dataclasses.Field, tp: Any, defs: dict, docs: dict | None = None) -> dict:
+    out = _schema(tp, defs)
+    docs = field_docs(SuiteConfig) if docs is None else docs
+    out["description"] = docs.get(field.name, "")
+    if field.default is not dataclasses.MISSING:
+        out["default"] = to_dict(field.default)
+    elif field.default_factory is not dataclasses.MISSING:
+        out["default"] = to_dict(field.default_factory())
+    return out
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> its comment in the source of `cls` and its bases: the comments on the
+    field's lines and the comment lines right below it (a dataclass keeps no field docs)."""
+    out: dict[str, str] = {}
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+        lines, _ = inspect.getsourcelines(klass)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+        for node in tree.body[0].body:
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                text = [_comment(line) for line in lines[node.lineno - 1 : node.end_lineno]]
+                for line in lines[node.end_lineno :]:
+                    if not line.strip().startswith("#"):
+                        break
+                    text.append(line.strip()[1:].strip())
+                out[node.target.id] = " ".join(t for t in text if t)
+    return out
+
+
+def _comment(line: str) -> str:
+    """The comment of a source line ('' if none); a '#' inside a string is not one."""
+    tokens = tokenize.generate_tokens(iter([line]).__next__)
+    try:
+        return next((t.string[1:].strip() for t in tokens if t.type == tokenize.COMMENT), "")
+    except tokenize.TokenError:  # a line that continues (an open bracket): no comment token yet
+        return line.split("  # ", 1)[1].strip() if "  # " in line else ""
+
+
+def _schema(tp: Any, defs: dict) -> dict:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return {"$ref": f"#/$defs/{_def(tp, defs)}"}
     if origin is Literal:
         return {"enum": list(get_args(tp))}
     if origin in (typing.Union, types.UnionType):
-        return {"anyOf": [_schema(a) for a in get_args(tp)]}
+        return {"anyOf": [_schema(a, defs) for a in get_args(tp)]}
     if origin in (list, tuple):
-        return {"type": "array", "items": _schema(get_args(tp)[0])}
+        return {"type": "array", "items": _schema(get_args(tp)[0], defs)}
     if origin is dict:
         return {"type": "object"}
     simple = {int: "integer", float: "number", str: "string", bool: "boolean", type(None): "null"}

@@ -1,102 +1,99 @@
 # Unconditional generation: data -> FID feature net -> rectified-flow pre-training ->
-# sampling at each step count and seed -> FID -> table and figure.
+# sampling at each step count and seed -> FID -> table and figure; inverse noise correction
+# (invert, corrector, sampling through both) beside it in its own table.
 if "unconditional" in SUITE.tasks:
     UNC = f"{RESULTS}/unconditional"
     UNC_CFG = resolve(config, "unconditional")
     UNC_BACKENDS = " ".join(f"--backend {b}" for b in UNC_CFG.evaluate.fid_backends)
+    UNC_KEYS = TASKS["unconditional"].config_keys
     if "inc" in UNC_CFG.methods:
         EXTRA_TABLES.append(f"{RESULTS}/tables/inc.csv")
 
+    localrules:
+        unconditional_table,
+        inc_table,
+
     rule unconditional_data:
+        input:
+            config=task_config("unconditional"),
         output:
             train=f"{UNC}/data/train.npz",
             test=directory(f"{UNC}/data/test"),
             subset=directory(f"{UNC}/data/train_subset"),
         log:
             f"{UNC}/logs/data.log",
-        conda:
-            "../envs/graftbench.yaml"
+        benchmark:
+            f"{UNC}/benchmarks/data.tsv"
         params:
             py=PY,
-            cfg=CONFIGS["unconditional"],
-            config_slice=config_slice("unconditional", "data"),
+            config_slice=config_slice("unconditional", *UNC_KEYS["data"]),
         shell:
-            "{params.py} -m graftbench prepare-data --config {params.cfg:q}"
-            " --out $(dirname {output.train}) > {log} 2>&1"
+            "{params.py} -m graftbench prepare-data --task unconditional"
+            " --config {input.config} --out $(dirname {output.train}) > {log} 2>&1"
 
     rule unconditional_features:
         input:
-            rules.unconditional_data.output.train,
+            config=task_config("unconditional"),
+            train=rules.unconditional_data.output.train,
         output:
             f"{UNC}/features.pt",
         log:
             f"{UNC}/logs/features.log",
-        conda:
-            "../envs/graftbench.yaml"
+        benchmark:
+            f"{UNC}/benchmarks/features.tsv"
         threads: 1
         params:
             py=PY,
-            cfg=CONFIGS["unconditional"],
-            config_slice=config_slice("unconditional", "features"),
+            config_slice=config_slice("unconditional", *UNC_KEYS["features"]),
             device=SUITE.device,
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-features"
-            " --config {params.cfg:q} --data $(dirname {input}) --out {output}"
-            " --device {params.device} > {log} 2>&1"
+            " --task unconditional --config {input.config} --data $(dirname {input.train})"
+            " --out {output} --device {params.device} > {log} 2>&1"
 
     rule unconditional_pretrain:
         input:
-            rules.unconditional_data.output.train,
+            config=task_config("unconditional"),
+            train=rules.unconditional_data.output.train,
         output:
             model=f"{UNC}/model.pt",
             curve=f"{UNC}/pretrain.jsonl",
         log:
             f"{UNC}/logs/pretrain.log",
+        benchmark:
+            f"{UNC}/benchmarks/pretrain.tsv"
         priority: 2
-        conda:
-            "../envs/graftbench.yaml"
         threads: 1
         params:
             py=PY,
-            cfg=CONFIGS["unconditional"],
-            config_slice=config_slice("unconditional", "model", "pretrain"),
+            config_slice=config_slice("unconditional", *UNC_KEYS["pretrain"]),
             device=SUITE.device,
         shell:
-            "OMP_NUM_THREADS={threads} {params.py} -m graftbench pretrain --config {params.cfg:q}"
-            " --data $(dirname {input}) --out {output.model} --log {output.curve}"
-            " --device {params.device} > {log} 2>&1"
+            "OMP_NUM_THREADS={threads} {params.py} -m graftbench pretrain --task unconditional"
+            " --config {input.config} --data $(dirname {input.train}) --out {output.model}"
+            " --log {output.curve} --device {params.device} > {log} 2>&1"
 
     rule unconditional_sample:
         input:
-            f"{UNC}/model.pt",
+            config=task_config("unconditional"),
+            model=rules.unconditional_pretrain.output.model,
         output:
             metrics=f"{UNC}/base_{{solver}}{{steps}}/seed{{seed}}/metrics.json",
             samples=directory(f"{UNC}/base_{{solver}}{{steps}}/seed{{seed}}/samples"),
         log:
             f"{UNC}/logs/sample_{{solver}}{{steps}}_seed{{seed}}.log",
-        wildcard_constraints:
-            solver="euler|heun",
-            steps=r"\d+",
-            seed=r"\d+",
-        conda:
-            "../envs/graftbench.yaml"
+        benchmark:
+            f"{UNC}/benchmarks/sample_{{solver}}{{steps}}_seed{{seed}}.tsv"
         threads: 1
         params:
             py=PY,
-            cfg=CONFIGS["unconditional"],
-            config_slice=config_slice(
-                "unconditional",
-                "model",
-                "sample.solver",
-                "sample.shift",
-                "sample.n_samples",
-                "sample.batch_size",
-            ),
+            config_slice=config_slice("unconditional", *UNC_KEYS["sample"]),
             device=SUITE.device,
         shell:
-            "OMP_NUM_THREADS={threads} {params.py} -m graftbench sample --config {params.cfg:q}"
-            " --model {input} --steps {wildcards.steps} --seed {wildcards.seed}"
-            " --device {params.device} --out $(dirname {output.metrics}) > {log} 2>&1"
+            "OMP_NUM_THREADS={threads} {params.py} -m graftbench sample --task unconditional"
+            " --config {input.config} --model {input.model} --steps {wildcards.steps}"
+            " --seed {wildcards.seed} --device {params.device}"
+            " --out $(dirname {output.metrics}) > {log} 2>&1"
 
     rule unconditional_evaluate:
         input:
@@ -107,8 +104,10 @@ if "unconditional" in SUITE.tasks:
             f"{UNC}/{{run}}/seed{{seed}}/eval.json",
         log:
             f"{UNC}/logs/evaluate_{{run}}_seed{{seed}}.log",
-        conda:
-            "../envs/graftbench.yaml"
+        benchmark:
+            f"{UNC}/benchmarks/evaluate_{{run}}_seed{{seed}}.tsv"
+        wildcard_constraints:
+            run=r"base_(euler|heun)\d+|inc_euler\d+_c\d+",
         threads: 1
         params:
             py=PY,
@@ -128,8 +127,8 @@ if "unconditional" in SUITE.tasks:
             f"{UNC}/real_data_eval.json",
         log:
             f"{UNC}/logs/evaluate_real.log",
-        conda:
-            "../envs/graftbench.yaml"
+        benchmark:
+            f"{UNC}/benchmarks/evaluate_real.tsv"
         params:
             py=PY,
             backends=UNC_BACKENDS,
@@ -166,8 +165,6 @@ if "unconditional" in SUITE.tasks:
             ),
         log:
             f"{UNC}/logs/aggregate.log",
-        conda:
-            "../envs/graftbench.yaml"
         params:
             py=PY,
             profile=SUITE.profile,
@@ -180,6 +177,7 @@ if "unconditional" in SUITE.tasks:
     # inversion and one corrector per base step count), then sample corrector -> base.
     rule unconditional_invert:
         input:
+            config=task_config("unconditional"),
             model=rules.unconditional_pretrain.output.model,
             train=rules.unconditional_data.output.train,
         output:
@@ -187,58 +185,46 @@ if "unconditional" in SUITE.tasks:
             summary=f"{UNC}/inc/invert_{{steps}}.json",
         log:
             f"{UNC}/logs/invert_{{steps}}.log",
-        wildcard_constraints:
-            steps=r"\d+",
+        benchmark:
+            f"{UNC}/benchmarks/invert_{{steps}}.tsv"
         priority: 2
-        conda:
-            "../envs/graftbench.yaml"
         threads: 1
         params:
             py=PY,
-            cfg=CONFIGS["unconditional"],
-            config_slice=config_slice(
-                "unconditional", "inc.invert", "inc.train.seed", "sample.shift"
-            ),
+            config_slice=config_slice("unconditional", *UNC_KEYS["invert"]),
             device=SUITE.device,
         shell:
-            "OMP_NUM_THREADS={threads} {params.py} -m graftbench invert --config {params.cfg:q}"
-            " --data $(dirname {input.train}) --model {input.model} --steps {wildcards.steps}"
-            " --out {output.noise} --device {params.device} > {log} 2>&1"
+            "OMP_NUM_THREADS={threads} {params.py} -m graftbench invert --task unconditional"
+            " --config {input.config} --data $(dirname {input.train}) --model {input.model}"
+            " --steps {wildcards.steps} --out {output.noise} --device {params.device}"
+            " > {log} 2>&1"
 
     rule unconditional_corrector:
         input:
-            f"{UNC}/inc/invert_{{steps}}.pt",
+            config=task_config("unconditional"),
+            noise=f"{UNC}/inc/invert_{{steps}}.pt",
         output:
             model=f"{UNC}/inc/corrector_{{steps}}.pt",
             summary=f"{UNC}/inc/corrector_{{steps}}.json",
             curve=f"{UNC}/inc/corrector_{{steps}}.jsonl",
         log:
             f"{UNC}/logs/corrector_{{steps}}.log",
-        wildcard_constraints:
-            steps=r"\d+",
+        benchmark:
+            f"{UNC}/benchmarks/corrector_{{steps}}.tsv"
         priority: 2
-        conda:
-            "../envs/graftbench.yaml"
         threads: 1
         params:
             py=PY,
-            cfg=CONFIGS["unconditional"],
-            config_slice=config_slice(
-                "unconditional",
-                "inc.model",
-                "inc.train",
-                "inc.invert.holdout",
-                "inc.corrector_steps",
-                "sample.shift",
-            ),
+            config_slice=config_slice("unconditional", *UNC_KEYS["corrector"]),
             device=SUITE.device,
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-corrector"
-            " --config {params.cfg:q} --noise {input} --out {output.model} --log {output.curve}"
-            " --device {params.device} > {log} 2>&1"
+            " --task unconditional --config {input.config} --noise {input.noise}"
+            " --out {output.model} --log {output.curve} --device {params.device} > {log} 2>&1"
 
     rule unconditional_sample_inc:
         input:
+            config=task_config("unconditional"),
             model=rules.unconditional_pretrain.output.model,
             corrector=f"{UNC}/inc/corrector_{{steps}}.pt",
         output:
@@ -248,30 +234,19 @@ if "unconditional" in SUITE.tasks:
             ),
         log:
             f"{UNC}/logs/sample_inc_euler{{steps}}_c{{csteps}}_seed{{seed}}.log",
-        wildcard_constraints:
-            steps=r"\d+",
-            csteps=r"\d+",
-            seed=r"\d+",
-        conda:
-            "../envs/graftbench.yaml"
+        benchmark:
+            f"{UNC}/benchmarks/sample_inc_euler{{steps}}_c{{csteps}}_seed{{seed}}.tsv"
         threads: 1
         params:
             py=PY,
-            cfg=CONFIGS["unconditional"],
-            config_slice=config_slice(
-                "unconditional",
-                "inc.model",
-                "sample.solver",
-                "sample.shift",
-                "sample.n_samples",
-                "sample.batch_size",
-            ),
+            config_slice=config_slice("unconditional", *UNC_KEYS["sample_inc"]),
             device=SUITE.device,
         shell:
-            "OMP_NUM_THREADS={threads} {params.py} -m graftbench sample --config {params.cfg:q}"
-            " --model {input.model} --steps {wildcards.steps} --seed {wildcards.seed}"
-            " --corrector {input.corrector} --corrector-steps {wildcards.csteps}"
-            " --device {params.device} --out $(dirname {output.metrics}) > {log} 2>&1"
+            "OMP_NUM_THREADS={threads} {params.py} -m graftbench sample --task unconditional"
+            " --config {input.config} --model {input.model} --steps {wildcards.steps}"
+            " --seed {wildcards.seed} --corrector {input.corrector}"
+            " --corrector-steps {wildcards.csteps} --device {params.device}"
+            " --out $(dirname {output.metrics}) > {log} 2>&1"
 
     rule inc_table:
         input:
@@ -312,12 +287,10 @@ if "unconditional" in SUITE.tasks:
             ),
         log:
             f"{UNC}/logs/aggregate_inc.log",
-        conda:
-            "../envs/graftbench.yaml"
         params:
             py=PY,
             profile=SUITE.profile,
         shell:
-            "{params.py} -m graftbench aggregate --task inc"
+            "{params.py} -m graftbench aggregate --task unconditional --inc"
             " --results $(dirname {input.floor}) --profile {params.profile}"
             " --table {output.table} --figure {output.figure} > {log} 2>&1"

@@ -61,8 +61,6 @@ def eval_segments(method, model: FinetuneModel) -> tuple[list[Segment], int | No
     return [(plain_factory(model), None)], None
 
 
-
-
 @torch.no_grad()
 def sample_final(
     model: FinetuneModel,

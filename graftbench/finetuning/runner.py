@@ -45,6 +45,7 @@ def evaluate_base(
     """The pre-trained model, evaluated as every fine-tuned one is: the base run."""
     inputs = inputs or RunInputs()
     check_inputs(task, inputs, "evaluate-model")
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     model = task.load_model(model_path, device)
     session = task.open(cfg, inputs, out, device, None)
@@ -79,6 +80,7 @@ def finetune(
     alone evaluates and writes, the others return {}."""
     inputs = inputs or RunInputs()
     check_inputs(task, inputs, "finetune")
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     model = task.load_model(model_path, device)
     session = task.open(cfg, inputs, out, device, base)  # checks the base before any compute

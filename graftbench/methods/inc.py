@@ -33,29 +33,24 @@ class InversionConfig:
     max_iters: int = 50  # fixed-point iterations per Euler step before giving up
     tol: float = 1e-4  # stop a step's iteration when the update is below this (sup norm)
     perturb: float = 0.0  # std of Gaussian noise added to the data first (paper: 1e-3 on LSUN)
-    holdout: float = (
-        0.1  # share of the inverted noise kept out of corrector training, for diagnostics
-    )
+    holdout: float = 0.1  # share of the inverted noise kept out of corrector training, for
+    # diagnostics
 
 
 @dataclass
 class CorrectorTrainConfig(TrainConfig):
-    sigma_sampling: Literal["uniform", "logit_normal"] = (
-        "logit_normal"  # training-time law of sigma
-    )
+    sigma_sampling: Literal["uniform", "logit_normal"] = "logit_normal"  # law of sigma in training
 
 
 @dataclass
 class IncConfig:
-    base_steps: list[int] = field(
-        default_factory=lambda: [4, 8]
-    )  # base Euler steps with a corrector
-    corrector_steps: list[int] = field(
-        default_factory=lambda: [2, 4]
-    )  # corrector Euler steps swept
-    invert: InversionConfig = field(default_factory=InversionConfig)
+    base_steps: list[int] = field(default_factory=lambda: [4, 8])  # base Euler steps that get
+    # a corrector (one inversion and one corrector each)
+    corrector_steps: list[int] = field(default_factory=lambda: [2, 4])  # corrector Euler
+    # steps swept
+    invert: InversionConfig = field(default_factory=InversionConfig)  # inverting the data
     model: UNetConfig = field(default_factory=UNetConfig)  # the corrector (smaller than the base)
-    train: CorrectorTrainConfig = field(default_factory=CorrectorTrainConfig)
+    train: CorrectorTrainConfig = field(default_factory=CorrectorTrainConfig)  # its training
 
 
 @dataclass

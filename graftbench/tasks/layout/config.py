@@ -55,7 +55,7 @@ class LayoutEvaluateConfig:
 
 @dataclass
 class LayoutConfig:
-    methods: list[Method] = field(
+    methods: list[Method] = field(  # the table's runs (base: the pre-trained model)
         default_factory=lambda: ["base", "graft", "graft_threshold", "pgraft", "ddpo"]
     )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tuning + evaluation seeds
@@ -74,9 +74,9 @@ class LayoutConfig:
     graft_threshold: GraftConfig = field(
         default_factory=lambda: GraftConfig(selection=SelectionConfig(rule="threshold", tau=0.5))
     )  # GRAFT with the threshold rule
-    pgraft: PGraftSweep = field(default_factory=PGraftSweep)
-    ddpo: DDPOConfig = field(default_factory=DDPOConfig)
-    evaluate: LayoutEvaluateConfig = field(default_factory=LayoutEvaluateConfig)
+    pgraft: PGraftSweep = field(default_factory=PGraftSweep)  # P-GRAFT, one run per N_I
+    ddpo: DDPOConfig = field(default_factory=DDPOConfig)  # the policy-gradient baseline
+    evaluate: LayoutEvaluateConfig = field(default_factory=LayoutEvaluateConfig)  # scoring
 
     def __post_init__(self):
         if self.finetune_conditions < 1:

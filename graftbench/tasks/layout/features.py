@@ -32,7 +32,7 @@ class LayoutFeatureConfig:
     heads: int = 4  # attention heads (must divide width)
     dim: int = 64  # feature dimension (the FID's Gaussian lives in R^dim)
     max_jitter: float = 0.05  # largest std of the box perturbation (page units)
-    train: TrainConfig = field(
+    train: TrainConfig = field(  # its training
         default_factory=lambda: TrainConfig(
             steps=1500,
             batch_size=128,

@@ -38,6 +38,7 @@ class LayoutModelConfig:
     heads: int = 4  # attention heads (must divide width)
     num_train_timesteps: int = 1000  # T of the DDPM schedule
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
+    # the noise schedule (diffusers' names; squaredcos_cap_v2 is the cosine schedule)
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"  # what denoise predicts
     timestep_spacing: Literal["leading", "trailing", "linspace"] = "trailing"  # DDIM grid
     min_snr_gamma: float | None = None  # Min-SNR loss weighting (losses.weighted_mean)

@@ -71,8 +71,6 @@ def heldout_layouts(cfg: LayoutConfig, test: list) -> list:
     return test[:n]
 
 
-
-
 def padded(layouts: list, cfg: LayoutConfig):
     return layout_data.pad(layouts, cfg.data.max_elements)
 
@@ -87,5 +85,3 @@ def layout_metrics(layouts: list, cfg: LayoutConfig, prefix: str = "") -> dict:
         f"{prefix}alignment": float(metrics.alignment(boxes, mask).mean()),
         f"{prefix}overlap": float(metrics.overlap(boxes, mask).mean()),
     }
-
-

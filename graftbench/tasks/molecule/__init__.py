@@ -31,7 +31,9 @@ def _prepare_data(cfg: MoleculeConfig, args) -> None:
 def _pretrain(cfg: MoleculeConfig, args) -> None:
     from graftbench.tasks.molecule.task import pretrain
 
-    pretrain(cfg, Path(args.data), Path(args.out), Path(args.log) if args.log else None, args.device)
+    pretrain(
+        cfg, Path(args.data), Path(args.out), Path(args.log) if args.log else None, args.device
+    )
 
 
 def _aggregate(results: Path, table: Path, figures: list[Path], profile: str) -> None:

@@ -56,11 +56,11 @@ class MoleculeEvaluateConfig:
 
 @dataclass
 class MoleculeConfig:
-    methods: list[Method] = field(
+    methods: list[Method] = field(  # the table's runs (base: the pre-trained model)
         default_factory=lambda: ["base", "graft", "graft_dedup", "pgraft", "ddpo"]
     )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tuning + evaluation seeds
-    data: MoleculeDataConfig = field(default_factory=MoleculeDataConfig)
+    data: MoleculeDataConfig = field(default_factory=MoleculeDataConfig)  # molecules, split
     reward: Reward = "drug_likeness"  # what fine-tuning maximises (tasks/molecule/metrics.py)
     model: MoleculeModelConfig = field(default_factory=MoleculeModelConfig)  # the base model
     pretrain: TrainConfig = field(default_factory=TrainConfig)  # its pre-training
@@ -68,9 +68,9 @@ class MoleculeConfig:
     graft_dedup: GraftConfig = field(
         default_factory=lambda: GraftConfig(selection=SelectionConfig(dedup=True))
     )  # GRAFT with de-duplication (selection.dedup must be true)
-    pgraft: PGraftSweep = field(default_factory=PGraftSweep)
-    ddpo: DDPOConfig = field(default_factory=DDPOConfig)
-    evaluate: MoleculeEvaluateConfig = field(default_factory=MoleculeEvaluateConfig)
+    pgraft: PGraftSweep = field(default_factory=PGraftSweep)  # P-GRAFT, one run per N_I
+    ddpo: DDPOConfig = field(default_factory=DDPOConfig)  # the policy-gradient baseline
+    evaluate: MoleculeEvaluateConfig = field(default_factory=MoleculeEvaluateConfig)  # scoring
 
     def __post_init__(self):
         if "graft_dedup" in self.methods and not self.graft_dedup.selection.dedup:

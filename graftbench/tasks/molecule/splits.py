@@ -90,8 +90,6 @@ def load_split(data_dir: Path, split: str) -> list[str]:
     return read_scored_smiles(data_dir / f"{split}.smi")[0]
 
 
-
-
 def reward_fn(cfg: MoleculeConfig):
     """The loop's reward: (SMILES from model.decode, conditions) -> (batch,), 0 for invalid."""
     from graftbench.tasks.molecule.metrics import reward_fn as make

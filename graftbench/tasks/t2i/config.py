@@ -18,7 +18,6 @@ from graftbench.train import TrainConfig
 Method = Literal["base", "graft", "pgraft", "ddpo"]
 
 
-
 @dataclass
 class PromptsConfig:
     source: Literal["scenes", "genai-bench", "geneval", "t2i-compbench"] = "scenes"  # scenes:
@@ -71,6 +70,7 @@ class EvaluateConfig:
 @dataclass
 class T2IConfig:
     methods: list[Method] = field(default_factory=lambda: ["base", "graft", "pgraft", "ddpo"])
+    # the table's runs (base: the pre-trained model, evaluated as the others are)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tuning + evaluation seeds
     scenes: SceneConfig = field(default_factory=SceneConfig)  # grammar, split, renderer
     finetune_prompts: int = 32  # training prompts the fine-tuning loop draws from: a fixed
@@ -87,9 +87,9 @@ class T2IConfig:
     stable_diffusion: StableDiffusionConfig | None = None  # set: the base is this SD-family
     # folder instead (`model` and `pretrain` unused; `pretrain` only checks the folder)
     graft: GraftConfig = field(default_factory=GraftConfig)  # loop.seed: replaced by the run's
-    pgraft: PGraftSweep = field(default_factory=PGraftSweep)
-    ddpo: DDPOConfig = field(default_factory=DDPOConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    pgraft: PGraftSweep = field(default_factory=PGraftSweep)  # P-GRAFT, one run per N_I
+    ddpo: DDPOConfig = field(default_factory=DDPOConfig)  # the policy-gradient baseline
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)  # how every run is scored
 
     def __post_init__(self):
         if self.finetune_prompts < 0:

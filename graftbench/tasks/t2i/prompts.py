@@ -9,7 +9,6 @@ from graftbench.tasks.t2i.config import T2IConfig
 from graftbench.tasks.t2i.scenes import Prompt, split_prompts
 
 
-
 def _subset(prompts: list[Prompt], n: int, seed: int) -> list[Prompt]:
     """n prompts drawn without replacement (all if n >= len), in their original order."""
     if n >= len(prompts):
@@ -50,5 +49,3 @@ def eval_prompts(cfg: T2IConfig) -> dict[str, list]:
         "train": finetune_prompts(cfg),
         "curve": _subset(held, cfg.evaluate.curve_prompts, _split_seed(cfg) + 1),
     }
-
-

@@ -64,6 +64,7 @@ AXES = {"left_of": (1, 0), "right_of": (-1, 0), "above": (0, 1), "below": (0, -1
 class SceneConfig:
     image_size: int = 32  # side of rendered images in pixels (>= 32: accuracy is measured there)
     colours: list[Colour] = field(default_factory=lambda: ["red", "green", "blue", "yellow"])
+    # colours prompts use
     shapes: list[Shape] = field(default_factory=lambda: list(SHAPES))  # shapes prompts use
     categories: list[Category] = field(default_factory=lambda: list(CATEGORIES))  # in use
     max_count: int = 4  # counting prompts ask for 1..max_count objects (at most 4)

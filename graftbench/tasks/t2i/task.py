@@ -29,6 +29,7 @@ from graftbench.tasks.t2i.scenes import split_prompts
 # diffusers and transformers take ~8 s to import: the model and sampler modules are imported
 # inside the functions that need them, so aggregation starts fast.
 
+
 def pretrain(cfg: T2IConfig, out: Path, log: Path | None = None, device: str = "cpu") -> None:
     """Pre-train the base on rendered scenes of every prompt of the grammar, held-out ones
     included: as SD's pre-training covers the concepts of the benchmarks it is fine-tuned

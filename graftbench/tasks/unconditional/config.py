@@ -29,23 +29,24 @@ class SampleConfig:
 
 @dataclass
 class EvaluateConfig:
-    fid_backends: list[Literal["inception", "trained-cnn"]] = field(
-        default_factory=lambda: ["trained-cnn"]
-    )  # feature networks FID is computed with; every table names them
+    fid_backends: list[Literal["inception", "trained-cnn"]] = field(  # feature networks FID is
+        default_factory=lambda: ["trained-cnn"]  # computed with; every table names them
+    )
 
 
 @dataclass
 class UnconditionalConfig:
-    # base: the pre-trained flow at each sample.steps (table unconditional); inc: base plus
-    # inverse noise correction at each inc.base_steps x inc.corrector_steps (table inc)
-    methods: list[Literal["base", "inc"]] = field(default_factory=lambda: ["base"])
+    methods: list[Literal["base", "inc"]] = field(default_factory=lambda: ["base"])  # base: the
+    # pre-trained flow at each sample.steps (table unconditional); inc: base plus inverse noise
+    # correction at each inc.base_steps x inc.corrector_steps (table inc)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # sampling seeds per setting
-    data: DataConfig = field(default_factory=DataConfig)
-    model: UNetConfig = field(default_factory=UNetConfig)
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    features: FeatureNetConfig = field(default_factory=FeatureNetConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    data: DataConfig = field(default_factory=DataConfig)  # the images and their split
+    model: UNetConfig = field(default_factory=UNetConfig)  # the base flow's UNet
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # its pre-training
+    features: FeatureNetConfig = field(default_factory=FeatureNetConfig)  # the trained-cnn
+    # FID network
+    sample: SampleConfig = field(default_factory=SampleConfig)  # the base's sampler sweep
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)  # FID back-ends
     inc: IncConfig = field(default_factory=IncConfig)  # inverse noise correction (methods: inc)
 
     def __post_init__(self):
@@ -69,5 +70,3 @@ class UnconditionalConfig:
                     f"unconditional.model.{key} ({getattr(self.model, key)}): the corrector "
                     "outputs the base model's noise"
                 )
-
-

@@ -199,5 +199,3 @@ def sample(
     records.write_json(out / "config.json", to_dict(cfg))
     records.write_json(out / "metrics.json", metrics)
     return metrics
-
-

@@ -1,0 +1,244 @@
+# Reward fine-tuning tasks (t2i, layout, molecule: every task with a FinetuneTask), one rule per
+# step with the task as a wildcard: data -> evaluation features -> pre-training -> the base
+# evaluated per seed -> one fine-tuning run per method and seed (then evaluated) -> table and
+# figures. What differs between tasks comes from their registry entries (graftbench.tasks):
+# which steps they have, the files their runs read, and the config keys each step depends on.
+from pathlib import Path
+
+FT_TASKS = [t for t in SUITE.tasks if TASKS[t].finetune is not None]
+WITH_DATA = [t for t in FT_TASKS if "prepare-data" in TASKS[t].verbs]
+WITH_FEATURES = [t for t in FT_TASKS if "train-features" in TASKS[t].verbs]
+# pre-training of the longest chain first (t2i's takes the longest on the cpu profile)
+PRETRAIN_PRIORITY = {"t2i": 3}
+# the keys of P-GRAFT's runs: its section but the N_I list, which the run wildcard sweeps
+# (adding an N_I reruns no existing job)
+PGRAFT_KEYS = ("pgraft.loop", "pgraft.selection", "pgraft.optim", "pgraft.epochs")
+
+
+def one_of(names):
+    return "|".join(names) or "(?!)"  # (?!): no task matches
+
+
+def keys(task, step):
+    return TASKS[task].config_keys[step]
+
+
+def run_keys(task, run):
+    return (
+        *keys(task, "evaluate"),
+        *(PGRAFT_KEYS if run.startswith("pgraft") else [run]),
+    )
+
+
+def run_inputs(w):
+    """The config, the pre-trained model and the files the task's runs read."""
+    needs = TASKS[w.task].finetune.inputs
+    out = {"config": task_config(w.task), "model": f"{RESULTS}/{w.task}/model.pt"}
+    if "data" in needs:
+        out["data"] = f"{RESULTS}/{w.task}/data/summary.json"
+    if "features" in needs:
+        out["features"] = f"{RESULTS}/{w.task}/features.pt"
+    return out
+
+
+def pretrain_inputs(w):
+    out = {"config": task_config(w.task)}
+    if w.task in WITH_DATA:
+        out["data"] = f"{RESULTS}/{w.task}/data/summary.json"
+    return out
+
+
+def cli_inputs(input):
+    """--data (prepare-data's folder) and --features where the job has them."""
+    out = [f"--data {Path(input.data).parent}"] if "data" in input.keys() else []
+    if "features" in input.keys():
+        out.append(f"--features {input.features}")
+    return " ".join(out)
+
+
+def table_inputs(w):
+    cfg = resolve(config, w.task)
+    out = expand(
+        f"{RESULTS}/{w.task}/{{run}}/seed{{seed}}/{{f}}",
+        run=cfg.runs(),
+        seed=cfg.seeds,
+        f=["metrics.json", "eval.json"],
+    )
+    if w.task in WITH_DATA:
+        out.append(f"{RESULTS}/{w.task}/data/summary.json")
+    if w.task in WITH_FEATURES:
+        out.append(f"{RESULTS}/{w.task}/features.json")
+    return out
+
+
+localrules:
+    finetune_table,
+
+
+rule finetune_data:
+    input:
+        config=lambda w: task_config(w.task),
+    output:
+        summary=f"{RESULTS}/{{task}}/data/summary.json",
+    log:
+        f"{RESULTS}/{{task}}/logs/data.log",
+    benchmark:
+        f"{RESULTS}/{{task}}/benchmarks/data.tsv"
+    wildcard_constraints:
+        task=one_of(WITH_DATA),
+    threads: 1
+    params:
+        py=PY,
+        config_slice=lambda w: config_slice(w.task, *keys(w.task, "data")),
+    shell:
+        "OMP_NUM_THREADS={threads} {params.py} -m graftbench prepare-data --task {wildcards.task}"
+        " --config {input.config} --out $(dirname {output.summary}) > {log} 2>&1"
+
+
+rule finetune_features:
+    input:
+        config=lambda w: task_config(w.task),
+        data=f"{RESULTS}/{{task}}/data/summary.json",
+    output:
+        net=f"{RESULTS}/{{task}}/features.pt",
+        summary=f"{RESULTS}/{{task}}/features.json",
+    log:
+        f"{RESULTS}/{{task}}/logs/features.log",
+    benchmark:
+        f"{RESULTS}/{{task}}/benchmarks/features.tsv"
+    wildcard_constraints:
+        task=one_of(WITH_FEATURES),
+    threads: 1
+    params:
+        py=PY,
+        config_slice=lambda w: config_slice(w.task, *keys(w.task, "features")),
+        device=SUITE.device,
+    shell:
+        "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-features"
+        " --task {wildcards.task} --config {input.config} --data $(dirname {input.data})"
+        " --out {output.net} --log $(dirname {output.net})/features.jsonl"
+        " --device {params.device} > {log} 2>&1"
+
+
+rule finetune_pretrain:
+    input:
+        unpack(pretrain_inputs),
+    output:
+        model=f"{RESULTS}/{{task}}/model.pt",
+        curve=f"{RESULTS}/{{task}}/pretrain.jsonl",
+    log:
+        f"{RESULTS}/{{task}}/logs/pretrain.log",
+    benchmark:
+        f"{RESULTS}/{{task}}/benchmarks/pretrain.tsv"
+    wildcard_constraints:
+        task=one_of(FT_TASKS),
+    priority: lambda w: PRETRAIN_PRIORITY.get(w.task, 1)
+    threads: 1
+    params:
+        py=PY,
+        inputs=lambda w, input: cli_inputs(input),
+        config_slice=lambda w: config_slice(w.task, *keys(w.task, "pretrain")),
+        device=SUITE.device,
+    shell:
+        "OMP_NUM_THREADS={threads} {params.py} -m graftbench pretrain --task {wildcards.task}"
+        " --config {input.config} {params.inputs} --out {output.model} --log {output.curve}"
+        " --device {params.device} > {log} 2>&1"
+
+
+rule finetune_base:
+    input:
+        unpack(run_inputs),
+    output:
+        metrics=f"{RESULTS}/{{task}}/base/seed{{seed}}/metrics.json",
+        evaluation=f"{RESULTS}/{{task}}/base/seed{{seed}}/eval.json",
+    log:
+        f"{RESULTS}/{{task}}/logs/base_seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/{{task}}/benchmarks/base_seed{{seed}}.tsv"
+    wildcard_constraints:
+        task=one_of(FT_TASKS),
+    threads: 1
+    params:
+        py=PY,
+        inputs=lambda w, input: cli_inputs(input),
+        config_slice=lambda w: config_slice(w.task, *keys(w.task, "evaluate")),
+        device=SUITE.device,
+    shell:
+        "OMP_NUM_THREADS={threads} {params.py} -m graftbench evaluate-model"
+        " --task {wildcards.task} --config {input.config} --model {input.model} {params.inputs}"
+        " --seed {wildcards.seed} --device {params.device}"
+        " --out $(dirname {output.metrics}) > {log} 2>&1"
+
+
+rule finetune_run:
+    input:
+        unpack(run_inputs),
+        base=f"{RESULTS}/{{task}}/base/seed{{seed}}/metrics.json",
+    output:
+        metrics=f"{RESULTS}/{{task}}/{{run}}/seed{{seed}}/metrics.json",
+        evaluation=f"{RESULTS}/{{task}}/{{run}}/seed{{seed}}/eval.json",
+        rounds=f"{RESULTS}/{{task}}/{{run}}/seed{{seed}}/rounds.jsonl",
+        model=f"{RESULTS}/{{task}}/{{run}}/seed{{seed}}/model.pt",
+    log:
+        f"{RESULTS}/{{task}}/logs/{{run}}_seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/{{task}}/benchmarks/{{run}}_seed{{seed}}.tsv"
+    wildcard_constraints:
+        task=one_of(FT_TASKS),
+    threads: 1
+    resources:
+        gpu=SUITE.finetune_gpus(),
+    params:
+        graftbench=SUITE.finetune_command(PY),
+        inputs=lambda w, input: cli_inputs(input),
+        config_slice=lambda w: config_slice(w.task, *run_keys(w.task, w.run)),
+        device=SUITE.device,
+    shell:
+        "OMP_NUM_THREADS={threads} {params.graftbench} finetune --task {wildcards.task}"
+        " --config {input.config} --model {input.model} {params.inputs} --run {wildcards.run}"
+        " --seed {wildcards.seed} --base $(dirname {input.base}) --device {params.device}"
+        " --out $(dirname {output.metrics}) > {log} 2>&1"
+
+
+rule finetune_table:
+    input:
+        table_inputs,
+    output:
+        table=report(
+            f"{RESULTS}/tables/{{task}}.csv",
+            caption="../report/finetune_table.rst",
+            category="{task}",
+            labels={"kind": "table"},
+        ),
+        md=f"{RESULTS}/tables/{{task}}.md",
+        curve=report(
+            f"{RESULTS}/figures/{{task}}_reward_vs_queries.png",
+            caption="../report/finetune_reward_vs_queries.rst",
+            category="{task}",
+            labels={"kind": "reward vs queries"},
+        ),
+        ni=report(
+            f"{RESULTS}/figures/{{task}}_pgraft_vs_ni.png",
+            caption="../report/finetune_pgraft_vs_ni.rst",
+            category="{task}",
+            labels={"kind": "P-GRAFT vs N_I"},
+        ),
+        samples=report(
+            f"{RESULTS}/figures/{{task}}_samples.png",
+            caption="../report/finetune_samples.rst",
+            category="{task}",
+            labels={"kind": "samples"},
+        ),
+    log:
+        f"{RESULTS}/{{task}}/logs/aggregate.log",
+    wildcard_constraints:
+        task=one_of(FT_TASKS),
+    params:
+        py=PY,
+        profile=SUITE.profile,
+        results=lambda w: f"{RESULTS}/{w.task}",
+    shell:
+        "{params.py} -m graftbench aggregate --task {wildcards.task}"
+        " --results {params.results} --profile {params.profile}"
+        " --table {output.table} --figure {output.curve} --figure {output.ni}"
+        " --figure {output.samples} > {log} 2>&1"
