@@ -17,7 +17,9 @@ configfile: "tasks/layout.yaml"
 configfile: "tasks/molecule.yaml"
 
 
-validate(config, "config/schema.yaml", set_default=False)  # presets hold differences only
+validate(
+    config, "config/schema.yaml", set_default=False
+)  # presets hold differences only
 SUITE = suite(config)  # typed checks the schema cannot express (enabled tasks, presets)
 RESULTS = f"{SUITE.results}/{SUITE.profile}"
 PY = sys.executable  # the interpreter running Snakemake, i.e. the project's venv
@@ -32,6 +34,7 @@ report: "report/workflow.rst"
 # INC's chain carry a priority so the long chains start first. `--set-threads rule=N`
 # overrides it, e.g. on a bigger machine.
 include: "rules/common.smk"
+include: "rules/workflow.smk"
 include: "rules/unconditional.smk"
 include: "rules/finetune.smk"
 

@@ -1,4 +1,7 @@
+# Shared by the rule files (the tasks, their resolved configs, wildcard constraints) and
+# the functions that rules call for their inputs and params.
 import json
+from pathlib import Path
 
 from graftbench.config import to_dict
 
@@ -42,41 +45,68 @@ def task_config(task):
     return ancient(f"{RESULTS}/{task}/config.json")
 
 
-localrules:
-    config,
-    benchmarks,
+# ---- the fine-tuning tasks (rules/finetune.smk)
+FT_TASKS = [t for t in SUITE.tasks if TASKS[t].finetune is not None]
+WITH_DATA = [t for t in FT_TASKS if "prepare-data" in TASKS[t].verbs]
+WITH_FEATURES = [t for t in FT_TASKS if "train-features" in TASKS[t].verbs]
+# pre-training of the longest chain first (t2i's takes the longest on the cpu profile)
+PRETRAIN_PRIORITY = {"t2i": 3}
+# the keys of P-GRAFT's runs: its section but the N_I list, which the run wildcard sweeps
+# (adding an N_I reruns no existing job)
+PGRAFT_KEYS = ("pgraft.loop", "pgraft.selection", "pgraft.optim", "pgraft.epochs")
 
 
-rule config:
-    output:
-        f"{RESULTS}/{{task}}/config.json",
-    log:
-        f"{RESULTS}/{{task}}/logs/config.log",
-    params:
-        py=PY,
-        resolved=lambda w: json.dumps(RESOLVED[w.task], sort_keys=True),
-    shell:
-        "{params.py} -m graftbench resolve --task {wildcards.task} --config {params.resolved:q}"
-        " --out {output} > {log} 2>&1"
+def one_of(names):
+    return "|".join(names) or "(?!)"  # (?!): no task matches
 
 
-rule benchmarks:
-    input:
-        expand(f"{RESULTS}/tables/{{task}}.csv", task=SUITE.tasks),
-        EXTRA_TABLES,
-    output:
-        table=report(
-            f"{RESULTS}/tables/benchmarks.csv",
-            caption="../report/benchmarks.rst",
-            category="workflow",
-            labels={"kind": "job time and memory"},
-        ),
-        md=f"{RESULTS}/tables/benchmarks.md",
-    log:
-        f"{RESULTS}/logs/benchmarks.log",
-    params:
-        py=PY,
-        results=RESULTS,
-    shell:
-        "{params.py} -m graftbench benchmarks --results {params.results}"
-        " --table {output.table} > {log} 2>&1"
+def keys(task, step):
+    return TASKS[task].config_keys[step]
+
+
+def run_keys(task, run):
+    return (
+        *keys(task, "evaluate"),
+        *(PGRAFT_KEYS if run.startswith("pgraft") else [run]),
+    )
+
+
+def run_inputs(w):
+    """The config, the pre-trained model and the files the task's runs read."""
+    needs = TASKS[w.task].finetune.inputs
+    out = {"config": task_config(w.task), "model": f"{RESULTS}/{w.task}/model.pt"}
+    if "data" in needs:
+        out["data"] = f"{RESULTS}/{w.task}/data/summary.json"
+    if "features" in needs:
+        out["features"] = f"{RESULTS}/{w.task}/features.pt"
+    return out
+
+
+def pretrain_inputs(w):
+    out = {"config": task_config(w.task)}
+    if w.task in WITH_DATA:
+        out["data"] = f"{RESULTS}/{w.task}/data/summary.json"
+    return out
+
+
+def cli_inputs(input):
+    """--data (prepare-data's folder) and --features where the job has them."""
+    out = [f"--data {Path(input.data).parent}"] if "data" in input.keys() else []
+    if "features" in input.keys():
+        out.append(f"--features {input.features}")
+    return " ".join(out)
+
+
+def table_inputs(w):
+    cfg = resolve(config, w.task)
+    out = expand(
+        f"{RESULTS}/{w.task}/{{run}}/seed{{seed}}/{{f}}",
+        run=cfg.runs(),
+        seed=cfg.seeds,
+        f=["metrics.json", "eval.json"],
+    )
+    if w.task in WITH_DATA:
+        out.append(f"{RESULTS}/{w.task}/data/summary.json")
+    if w.task in WITH_FEATURES:
+        out.append(f"{RESULTS}/{w.task}/features.json")
+    return out

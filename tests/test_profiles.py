@@ -21,14 +21,14 @@ import yaml
 from tests.conftest import ROOT
 from tests.test_workflow import copy_workflow, snakemake
 
-TABLES = {"t2i_table", "layout_table", "molecule_table", "unconditional_table", "inc_table"}
+TABLES = {"finetune_table", "unconditional_table", "inc_table"}
 # Rules that put a model on `device` go by these suffixes; every other rule must be a data or
 # table rule, so a new rule has to be sorted into one of the two before the tests pass.
 DEVICE_SUFFIXES = (
     "_pretrain",
     "_features",
     "_base",
-    "_finetune",
+    "_run",
     "_sample",
     "_sample_inc",
     "_invert",
@@ -36,7 +36,7 @@ DEVICE_SUFFIXES = (
     "_evaluate",
     "_real_floor",
 )
-HOST_SUFFIXES = ("_data", "_table")
+HOST_SUFFIXES = ("_data", "_table", "config", "benchmarks")
 
 
 def workflow_rules() -> set[str]:
@@ -71,7 +71,7 @@ def device_rules() -> set[str]:
 
 def finetune_rules() -> set[str]:
     """They ask for `gpus_per_job` GPUs in the rule itself; a profile must not override it."""
-    return {r for r in workflow_rules() if r.endswith("_finetune")}
+    return {r for r in workflow_rules() if r == "finetune_run"}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,40 @@
+# The workflow's own rules: each task's resolved config, and the table of every job's time and
+# memory.
+localrules:
+    config,
+    benchmarks,
+
+
+rule config:
+    output:
+        f"{RESULTS}/{{task}}/config.json",
+    log:
+        f"{RESULTS}/{{task}}/logs/config.log",
+    params:
+        py=PY,
+        resolved=lambda w: json.dumps(RESOLVED[w.task], sort_keys=True),
+    shell:
+        "{params.py} -m graftbench resolve --task {wildcards.task} --config {params.resolved:q}"
+        " --out {output} > {log} 2>&1"
+
+
+rule benchmarks:
+    input:
+        expand(f"{RESULTS}/tables/{{task}}.csv", task=SUITE.tasks),
+        lambda w: EXTRA_TABLES,  # filled by the rule files included after this one
+    output:
+        table=report(
+            f"{RESULTS}/tables/benchmarks.csv",
+            caption="../report/benchmarks.rst",
+            category="workflow",
+            labels={"kind": "job time and memory"},
+        ),
+        md=f"{RESULTS}/tables/benchmarks.md",
+    log:
+        f"{RESULTS}/logs/benchmarks.log",
+    params:
+        py=PY,
+        results=lambda w, output: Path(output.table).parents[1],
+    shell:
+        "{params.py} -m graftbench benchmarks --results {params.results}"
+        " --table {output.table} > {log} 2>&1"
