@@ -9,8 +9,8 @@ from pathlib import Path
 
 from graftbench import records
 from graftbench.config import InputError
-from graftbench.tasks.unconditional.data import IMAGE_SUFFIXES, open_image
 from graftbench.metrics import fid as fidlib
+from graftbench.tasks.unconditional.data import IMAGE_SUFFIXES, open_image
 
 
 def check_sample_folder(folder: str | Path) -> int:

@@ -14,11 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
 
 from graftbench import records
+
+if TYPE_CHECKING:
+    from graftbench.models.base import FinetuneModel
 
 
 @dataclass
@@ -118,6 +122,30 @@ def fit(
     )
     partial.unlink(missing_ok=True)
     return ema
+
+
+def fit_model(
+    model: FinetuneModel,
+    x0: torch.Tensor,
+    cond: torch.Tensor | None,
+    cfg: TrainConfig,
+    out: str | Path,
+    config: dict,
+    log: str | Path | None = None,
+) -> torch.nn.Module:
+    """Pre-train `model` with its own `training_loss` on data x0 (n, *sample_shape) whose
+    examples have the encoded conditions cond (n, ...) (None: unconditional); `fit` with
+    batches of cfg.batch_size drawn uniformly. x0 and cond stay where they are (the CPU);
+    each batch moves to the model's device."""
+    device = next(model.network.parameters()).device
+
+    def loss_fn(step: int, g: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(len(x0), (cfg.batch_size,), generator=g)
+        c = None if cond is None else cond[idx].to(device)
+        # the loss draws t and noise on fit's CPU generator and moves them to x0's device
+        return model.training_loss(x0[idx].to(device), c, g)
+
+    return fit(model.network, loss_fn, cfg, out, config, log)
 
 
 def _lr_lambda(cfg: TrainConfig):

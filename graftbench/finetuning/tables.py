@@ -13,6 +13,9 @@ import pandas as pd
 
 from graftbench import records
 
+# the last columns of every fine-tuning table: drift from the base, then the budget and compute
+COMPUTE = ["drift", "reward_queries", "sampler_nfe", "sampler_flops", "train_flops", "wall_s"]
+
 
 def order(run: str) -> tuple:
     method = run.rstrip("0123456789")

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from graftbench.config import ConfigError
+import numpy as np
+
+from graftbench.config import ConfigError, InputError
 from graftbench.models.base import FinetuneModel
 
 
@@ -98,6 +100,19 @@ class FinetuneTask(Protocol):
     def describe(self, metrics: dict) -> str:
         """One line on a finished run (its metrics.json and eval.json merged), printed by
         the verbs."""
+
+
+def base_samples(base: Path, file: str, key: str, like: np.ndarray) -> np.ndarray:
+    """The array `key` of the base run's `file` (what `Session.write` saved there), checked to
+    have the shape of this run's `like`: the two were drawn from the same noise."""
+    path = base / file
+    saved = np.load(path)[key]
+    if saved.shape != like.shape:
+        raise InputError(
+            f"{path}: base {key} {saved.shape} do not match this run's {like.shape}; rerun the "
+            "base evaluation"
+        )
+    return saved
 
 
 def check_methods(cfg: FinetuneConfig, task: str) -> None:

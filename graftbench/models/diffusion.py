@@ -34,3 +34,16 @@ class DiffusionAdapter(ModelAdapter):
     def transition_log_prob(self, scheduler, out, t, x, nxt, eta: float) -> torch.Tensor:
         """`sampling.diffusion.transition_log_prob`: the Gaussian DDIM step's density."""
         return transition_log_prob(scheduler, out, t, x, nxt, eta)
+
+
+def ddpm_scheduler(kind: str, **schedule):
+    """A fresh diffusers scheduler on a training schedule (`schedule`: DDPMScheduler's and
+    DDIMScheduler's shared arguments) for kind "ddpm" (the posterior's "fixed_small" variance)
+    or "ddim" (its last step lands on alpha_bar = 1, a clean sample)."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    if kind == "ddpm":
+        return DDPMScheduler(**schedule, variance_type="fixed_small")
+    if kind == "ddim":
+        return DDIMScheduler(**schedule, set_alpha_to_one=True)
+    raise ValueError(f"scheduler: {kind!r} is not allowed; choose one of 'ddpm', 'ddim'")

@@ -15,7 +15,7 @@ import torch
 from graftbench import records
 from graftbench.config import InputError
 from graftbench.finetuning.build import sample_final
-from graftbench.finetuning.task import Evaluation
+from graftbench.finetuning.task import Evaluation, base_samples
 from graftbench.tasks.layout import data as layout_data
 from graftbench.tasks.layout.config import LayoutConfig, LayoutEvaluateConfig
 from graftbench.tasks.layout.metrics import RewardConfig
@@ -165,13 +165,7 @@ class LayoutSession:
         elements each condition has."""
         if self.base is None:
             return {"drift": 0.0}
-        path = self.base / "boxes.npz"
-        base = np.load(path)["boxes"]
-        if base.shape != ev.boxes.shape:
-            raise InputError(
-                f"{path}: base boxes {base.shape} do not match this run's "
-                f"{ev.boxes.shape}; rerun the base evaluation"
-            )
+        base = base_samples(self.base, "boxes.npz", "boxes", ev.boxes)
         mask = condition_mask(self.held_conditions + self.train_conditions, ev.boxes.shape[1])
         return {"drift": float(np.sqrt(((ev.boxes - base) ** 2)[mask].mean()))}
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from graftbench import records
 from graftbench.config import ConfigError, parse, to_dict
-from graftbench.models.diffusion import DiffusionAdapter
+from graftbench.models.diffusion import DiffusionAdapter, ddpm_scheduler
 from graftbench.tasks.layout.data import CLASSES, PAD
 
 
@@ -128,21 +128,15 @@ class LayoutAdapter(DiffusionAdapter):
     def scheduler(self, kind: str):
         """A fresh DDPM or DDIM scheduler on the training schedule; clip_sample keeps the
         predicted x_0 in [-1, 1], where every box lies."""
-        from diffusers import DDIMScheduler, DDPMScheduler
-
         c = self.cfg
-        common = dict(
+        return ddpm_scheduler(
+            kind,
             num_train_timesteps=c.num_train_timesteps,
             beta_schedule=c.beta_schedule,
             prediction_type=c.prediction_type,
             timestep_spacing=c.timestep_spacing,
             clip_sample=True,
         )
-        if kind == "ddpm":
-            return DDPMScheduler(**common, variance_type="fixed_small")
-        if kind == "ddim":
-            return DDIMScheduler(**common, set_alpha_to_one=True)
-        raise ValueError(f"scheduler: {kind!r} is not allowed; choose one of 'ddpm', 'ddim'")
 
     def save(self, path: str | Path, config: dict | None = None) -> None:
         """One checkpoint (`records.save_checkpoint`); config["model"] is this model's config."""

@@ -18,6 +18,7 @@ import pandas as pd
 
 from graftbench import records
 from graftbench.finetuning.tables import (
+    COMPUTE,
     load_runs,
     plot_pgraft_vs_ni,
     plot_reward_vs_queries,
@@ -38,12 +39,7 @@ VALUES = [
     "train_alignment",
     "train_overlap",
     "diversity",
-    "drift",
-    "reward_queries",
-    "sampler_nfe",
-    "sampler_flops",
-    "train_flops",
-    "wall_s",
+    *COMPUTE,
 ]
 
 

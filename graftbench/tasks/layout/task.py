@@ -64,9 +64,8 @@ def pretrain(
     cfg: LayoutConfig, data_dir: Path, out: Path, log: Path | None = None, device: str = "cpu"
 ) -> None:
     """Pre-train the base on the training layouts with the DDPM denoising loss, on `device`."""
-    from graftbench.losses import denoising_loss
     from graftbench.tasks.layout.model import LayoutAdapter
-    from graftbench.train import fit
+    from graftbench.train import fit_model
 
     torch.manual_seed(cfg.pretrain.seed)
     model = LayoutAdapter(cfg.model)  # initialised on the CPU, then moved
@@ -74,13 +73,7 @@ def pretrain(
     boxes, classes, mask = padded(load_split(data_dir, "train"), cfg)
     x0 = LayoutAdapter.encode_boxes(torch.from_numpy(boxes), torch.from_numpy(mask))
     classes = torch.from_numpy(classes)
-
-    def loss_fn(step: int, g: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(len(x0), (cfg.pretrain.batch_size,), generator=g)
-        # the loss draws t and noise on fit's CPU generator and moves them to x0's device
-        return denoising_loss(model, x0[idx].to(device), classes[idx].to(device), g)
-
-    fit(model.network, loss_fn, cfg.pretrain, out, to_dict(cfg), log)
+    fit_model(model, x0, classes, cfg.pretrain, out, to_dict(cfg), log)
 
 
 class LayoutFinetune:

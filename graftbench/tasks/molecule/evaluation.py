@@ -21,7 +21,7 @@ import torch
 from graftbench import records
 from graftbench.config import InputError
 from graftbench.finetuning.build import sample_final
-from graftbench.finetuning.task import Evaluation
+from graftbench.finetuning.task import Evaluation, base_samples
 from graftbench.tasks.molecule.config import CONDITION, MoleculeConfig, MoleculeEvaluateConfig
 from graftbench.tasks.molecule.splits import load_split, molecule_metrics, reward_fn
 
@@ -114,13 +114,7 @@ class MoleculeSession:
         the same random numbers."""
         if self.base is None:
             return {"drift": 0.0}
-        path = self.base / "tokens.npz"
-        base = np.load(path)["tokens"]
-        if base.shape != ev.tokens.shape:
-            raise InputError(
-                f"{path}: base tokens {base.shape} do not match this run's "
-                f"{ev.tokens.shape}; rerun the base evaluation"
-            )
+        base = base_samples(self.base, "tokens.npz", "tokens", ev.tokens)
         return {"drift": float((ev.tokens != base).mean())}
 
     def write(self, out: Path, ev: MoleculeEvaluation) -> None:

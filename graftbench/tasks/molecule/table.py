@@ -15,6 +15,7 @@ import pandas as pd
 
 from graftbench import records
 from graftbench.finetuning.tables import (
+    COMPUTE,
     load_runs,
     plot_pgraft_vs_ni,
     plot_reward_vs_queries,
@@ -33,12 +34,7 @@ VALUES = [
     "sa",
     "intdiv",
     "fcd",
-    "drift",
-    "reward_queries",
-    "sampler_nfe",
-    "sampler_flops",
-    "train_flops",
-    "wall_s",
+    *COMPUTE,
 ]
 
 

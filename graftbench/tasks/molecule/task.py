@@ -30,7 +30,7 @@ def pretrain(
     `device`; the vocabulary is the training set's tokens (stored in the checkpoint's config)."""
     from graftbench.tasks.molecule.model import MoleculeAdapter
     from graftbench.tasks.molecule.tokens import Vocabulary
-    from graftbench.train import fit
+    from graftbench.train import fit_model
 
     torch.manual_seed(cfg.pretrain.seed)
     train = load_split(data_dir, "train")
@@ -39,13 +39,8 @@ def pretrain(
     model.network.to(device)
     x0 = vocab.encode(train, cfg.model.length)
 
-    def loss_fn(step: int, g: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(len(x0), (cfg.pretrain.batch_size,), generator=g)
-        # the loss draws t and the mask on fit's CPU generator and moves them to x0's device
-        return model.training_loss(x0[idx].to(device), None, g)
-
     config = {**to_dict(cfg), "model": to_dict(model.cfg), "vocab": vocab.to_dict()}
-    fit(model.network, loss_fn, cfg.pretrain, out, config, log)
+    fit_model(model, x0, None, cfg.pretrain, out, config, log)
 
 
 class MoleculeFinetune:

@@ -18,7 +18,7 @@ import torch
 from graftbench import records
 from graftbench.config import InputError
 from graftbench.finetuning.build import sample_final
-from graftbench.finetuning.task import Evaluation
+from graftbench.finetuning.task import Evaluation, base_samples
 from graftbench.tasks.t2i.config import EvaluateConfig, T2IConfig
 from graftbench.tasks.t2i.prompts import eval_prompts, finetune_prompts
 from graftbench.tasks.t2i.scenes import Prompt
@@ -157,13 +157,7 @@ class T2ISession:
         paired training-reward change (`paired_change`)."""
         if self.base is None:
             return {"drift": 0.0, "train_change": 0.0, "train_change_ci": 0.0}
-        path = self.base / "images.npz"
-        base = np.load(path)["images"]
-        if base.shape != ev.images.shape:
-            raise InputError(
-                f"{path}: base images {base.shape} do not match this run's "
-                f"{ev.images.shape}; rerun the base evaluation"
-            )
+        base = base_samples(self.base, "images.npz", "images", ev.images)
         drift = float(np.sqrt(((ev.images / 255 - base / 255) ** 2).mean()))
         train_prompts, k_train = evaluated(self.cfg)[1]
         change = paired_change(ev.scores, self.base_scores, len(train_prompts) * k_train)

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from graftbench import records
 from graftbench.config import parse, to_dict
 from graftbench.models.base import LoraSettings
-from graftbench.models.diffusion import DiffusionAdapter
+from graftbench.models.diffusion import DiffusionAdapter, ddpm_scheduler
 from graftbench.tasks.t2i.model_config import Text2ImageConfig
 from graftbench.tasks.t2i.tokenizer import write_clip_tokenizer
 
@@ -233,7 +233,8 @@ class Text2ImageAdapter(DiffusionAdapter):
         predicted x_0 in [-1, 1], where pixel-space data lies (not latents); DDIM's last step
         lands on alpha_bar = 1, i.e. a clean image."""
         c = self.cfg
-        common = dict(
+        return ddpm_scheduler(
+            kind,
             num_train_timesteps=c.num_train_timesteps,
             beta_schedule=c.beta_schedule,
             beta_start=c.beta_start,
@@ -242,11 +243,6 @@ class Text2ImageAdapter(DiffusionAdapter):
             timestep_spacing=c.timestep_spacing,
             clip_sample=c.vae is None,
         )
-        if kind == "ddpm":
-            return DDPMScheduler(**common, variance_type="fixed_small")
-        if kind == "ddim":
-            return DDIMScheduler(**common, set_alpha_to_one=True)
-        raise ValueError(f"scheduler: {kind!r} is not allowed; choose one of 'ddpm', 'ddim'")
 
     def trainable_parameters(
         self, which: Literal["full", "unet", "lora"], lora: LoraSettings | None = None

@@ -31,8 +31,8 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from graftbench import records
 from graftbench.config import InputError, parse, to_dict
-from graftbench.tasks.t2i.model import Text2ImageAdapter, Text2ImageNetwork
 from graftbench.models.base import LoraSettings
+from graftbench.tasks.t2i.model import Text2ImageAdapter, Text2ImageNetwork
 from graftbench.tasks.t2i.model_config import StableDiffusionConfig
 
 PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
