@@ -61,7 +61,7 @@ class MoleculeConfig:
     )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tuning + evaluation seeds
     data: MoleculeDataConfig = field(default_factory=MoleculeDataConfig)  # molecules, split
-    reward: Reward = "drug_likeness"  # what fine-tuning maximises (tasks/molecule/metrics.py)
+    reward: Reward = "drug_likeness"  # what fine-tuning maximises (its metrics.py)
     model: MoleculeModelConfig = field(default_factory=MoleculeModelConfig)  # the base model
     pretrain: TrainConfig = field(default_factory=TrainConfig)  # its pre-training
     graft: GraftConfig = field(default_factory=GraftConfig)  # loop.seed: replaced by the run's
