@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from graftbench import records
-from graftbench.data.images import write_png_folder
 from graftbench.methods.inc import energy_distance
 from graftbench.metrics.fid import fid, folder_features, load_backend, reference_features
 from graftbench.sampling.flow import flow_sigmas, solve_flow
-from graftbench.tasks.unconditional import load_model
+from graftbench.tasks.unconditional.data import write_png_folder
+from graftbench.tasks.unconditional.task import load_model
 
 
 def main() -> None:

@@ -28,15 +28,15 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from graftbench.models.stable_diffusion import (  # noqa: E402
+from graftbench.sampling.diffusion import sample_diffusion  # noqa: E402
+from graftbench.tasks.t2i.model import Text2ImageNetwork  # noqa: E402
+from graftbench.tasks.t2i.stable_diffusion import (  # noqa: E402
     DTYPES,
     StableDiffusionAdapter,
     StableDiffusionConfig,
     speed_options,
 )
-from graftbench.models.text2image import Text2ImageNetwork  # noqa: E402
-from graftbench.sampling.diffusion import sample_diffusion  # noqa: E402
-from graftbench.t2i.tokenizer import write_clip_tokenizer  # noqa: E402
+from graftbench.tasks.t2i.tokenizer import write_clip_tokenizer  # noqa: E402
 
 PROMPTS = [
     "a red circle left of a blue square",

@@ -59,7 +59,7 @@ def sd_folder(tmp_path_factory):
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from graftbench.t2i.tokenizer import write_clip_tokenizer
+    from graftbench.tasks.t2i.tokenizer import write_clip_tokenizer
 
     folder = tmp_path_factory.mktemp("tiny-sd")
     torch.manual_seed(0)

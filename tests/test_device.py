@@ -118,9 +118,10 @@ def test_device_cpu_inverts_and_trains_the_corrector_as_the_default(prepared, tm
     torch.set_num_threads(1)
     c, data = prepared("unconditional")
     model = tmp_path / "model.pt"
-    assert main(["pretrain", "--config", c, "--data", str(data), "--out", str(model)]) == 0
+    task = ["--task", "unconditional", "--config", c]
+    assert main(["pretrain", *task, "--data", str(data), "--out", str(model)]) == 0
     a, b = run_twice(
-        ["invert", "--config", c, "--data", str(data), "--model", str(model), "--steps", "2"],
+        ["invert", *task, "--data", str(data), "--model", str(model), "--steps", "2"],
         tmp_path / "noise.pt",
     )
     assert a["noise"].shape[0] == 20 and torch.equal(a["noise"], b["noise"])
@@ -128,7 +129,7 @@ def test_device_cpu_inverts_and_trains_the_corrector_as_the_default(prepared, tm
     default = records.read_json(tmp_path / "default_noise.json")
     assert summary["device"] == "cpu" and summary["diagnostics"] == default["diagnostics"]
     a, b = run_twice(
-        ["train-corrector", "--config", c, "--noise", str(tmp_path / "cpu_noise.pt")],
+        ["train-corrector", *task, "--noise", str(tmp_path / "cpu_noise.pt")],
         tmp_path / "corrector.pt",
     )
     assert_same_weights(a, b)
@@ -142,12 +143,12 @@ def test_device_cpu_inverts_and_trains_the_corrector_as_the_default(prepared, tm
 def test_unconditional_trains_on_cuda_and_loads_on_cpu(prepared, tmp_path):
     """Every unconditional training verb on cuda; what they store is CPU tensors, and the
     base model samples on the CPU."""
-    from graftbench.tasks.unconditional import load_model
+    from graftbench.tasks.unconditional.task import load_model
 
     c, data = prepared("unconditional")
     cuda = ["--device", "cuda"]
     model, features, noise = tmp_path / "model.pt", tmp_path / "features.pt", tmp_path / "noise.pt"
-    args = ["--config", c, "--data", str(data)]
+    args = ["--task", "unconditional", "--config", c, "--data", str(data)]
     assert main(["train-features", *args, "--out", str(features), *cuda]) == 0
     assert main(["pretrain", *args, "--out", str(model), *cuda]) == 0
     invert = ["invert", *args, "--model", str(model), "--steps", "2", "--out", str(noise)]
@@ -156,6 +157,8 @@ def test_unconditional_trains_on_cuda_and_loads_on_cpu(prepared, tmp_path):
         main(
             [
                 "train-corrector",
+                "--task",
+                "unconditional",
                 "--config",
                 c,
                 "--noise",

@@ -9,7 +9,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from graftbench.distributed import average_gradients, is_writer, rank_seed, world
-from graftbench.methods.loop import OptimConfig, Updater
+from graftbench.methods.updater import OptimConfig, Updater
+from graftbench.models.base import ModelAdapter
 
 STEPS = 3
 
@@ -27,8 +28,13 @@ class Net(torch.nn.Module):
 
 
 def model():
+    """The network, and the `ModelAdapter` default of what the Updater trains (all of it)."""
     torch.manual_seed(0)
-    return SimpleNamespace(network=Net())
+    m = SimpleNamespace(network=Net())
+    m.trainable_parameters = lambda which, lora=None: ModelAdapter.trainable_parameters(
+        m, which, lora
+    )
+    return m
 
 
 def global_batches():

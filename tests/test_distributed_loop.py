@@ -23,9 +23,10 @@ from graftbench import records
 from graftbench.config import ConfigError
 from graftbench.methods.ddpo import DDPO, DDPOConfig
 from graftbench.methods.graft import Graft, GraftConfig
-from graftbench.methods.loop import LoopConfig, OptimConfig, run
+from graftbench.methods.loop import LoopConfig, run
 from graftbench.methods.loop_state import check_ranks
 from graftbench.methods.selection import SelectionConfig
+from graftbench.methods.updater import OptimConfig
 from tests.test_distributed import free_port
 from tests.test_methods import TARGETS, Toy
 
@@ -299,8 +300,8 @@ def test_torchrun_finetune_verb_on_two_cpu_ranks(tmp_path):
             "graft",
             "--seed",
             "0",
-            "--base-images",
-            str(tmp_path / "base/images.npz"),
+            "--base",
+            str(tmp_path / "base"),
             "--out",
             str(out),
         ],

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from graftbench.config import ConfigError, InputError
-from graftbench.layout.data import (
+from graftbench.tasks.layout.data import (
     CLASSES,
     PAD,
     Layout,
@@ -22,7 +22,7 @@ from graftbench.layout.data import (
     unpad,
     write_json,
 )
-from graftbench.layout.render import grid, legend, render
+from graftbench.tasks.layout.render import grid, legend, render
 
 CFG = LayoutDataConfig(n_train=2000, n_test=300)
 

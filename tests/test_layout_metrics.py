@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from graftbench.config import ConfigError
-from graftbench.layout.data import CLASSES, Layout, LayoutDataConfig, make_splits, pad
-from graftbench.layout.metrics import (
+from graftbench.tasks.layout.data import CLASSES, Layout, LayoutDataConfig, make_splits, pad
+from graftbench.tasks.layout.metrics import (
     RewardConfig,
     _pair_scores,
     alignment,

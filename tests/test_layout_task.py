@@ -12,12 +12,13 @@ import yaml
 
 from graftbench import records
 from graftbench.config import ConfigError, InputError, parse
-from graftbench.layout import data as layout_data
-from graftbench.layout.data import PAD
-from graftbench.layout.model import LayoutAdapter, LayoutModelConfig
-from graftbench.layout.render import legend
 from graftbench.losses import denoising_loss
-from graftbench.tasks.layout import LayoutConfig, diversity, reward_fn
+from graftbench.tasks.layout import data as layout_data
+from graftbench.tasks.layout.config import LayoutConfig
+from graftbench.tasks.layout.data import PAD
+from graftbench.tasks.layout.evaluation import diversity, reward_fn
+from graftbench.tasks.layout.model import LayoutAdapter, LayoutModelConfig
+from graftbench.tasks.layout.render import legend
 from tests.conftest import ROOT
 
 
@@ -88,7 +89,7 @@ def test_pretraining_loss_falls_on_generated_layouts():
 
 
 def test_reward_masks_elements_past_each_condition():
-    from graftbench.layout.metrics import RewardConfig
+    from graftbench.tasks.layout.metrics import RewardConfig
 
     r = reward_fn(RewardConfig(alignment_weight=10.0, overlap_weight=1.0))
     aligned = torch.tensor([[0.3, 0.2, 0.2, 0.1], [0.3, 0.5, 0.2, 0.1]])  # left-aligned, apart
@@ -131,7 +132,7 @@ def test_config_rules_name_the_key(over, message):
 
 
 def test_coco_source_names_the_missing_file(tmp_path):
-    from graftbench.tasks.layout import prepare_data
+    from graftbench.tasks.layout.splits import prepare_data
 
     cfg = smoke_config(
         source="coco",
@@ -149,31 +150,38 @@ def test_runs_in_table_order():
 def pipeline(tmp_path_factory):
     """prepare_data -> train_features -> pretrain -> evaluate_base -> finetune (every run) ->
     aggregate on the smoke preset, in-process."""
-    from graftbench.tasks import layout, layout_aggregate, layout_runs
+    from graftbench import tasks
+    from graftbench.finetuning import runner
+    from graftbench.finetuning.task import RunInputs
+    from graftbench.tasks.layout.splits import prepare_data
+    from graftbench.tasks.layout.table import aggregate
+    from graftbench.tasks.layout.task import pretrain, train_features
 
     root = tmp_path_factory.mktemp("layout")
     cfg = smoke_config()
-    layout.prepare_data(cfg, root / "data")
-    layout_runs.train_features(cfg, root / "data", root / "features.pt")
-    layout_runs.pretrain(cfg, root / "data", root / "model.pt")
+    prepare_data(cfg, root / "data")
+    train_features(cfg, root / "data", root / "features.pt")
+    pretrain(cfg, root / "data", root / "model.pt")
+    task = tasks.get("layout").finetune
+    inputs = RunInputs(data=root / "data", features=root / "features.pt")
     out = {
-        "base": layout_runs.evaluate_base(
-            cfg, root / "model.pt", root / "data", root / "features.pt", 0, root / "base/seed0"
+        "base": runner.evaluate_base(
+            task, cfg, root / "model.pt", 0, root / "base/seed0", inputs=inputs
         )
     }
     for run in cfg.runs()[1:]:
-        out[run] = layout_runs.finetune(
+        out[run] = runner.finetune(
+            task,
             cfg,
             root / "model.pt",
-            root / "data",
-            root / "features.pt",
             run,
             0,
-            root / "base/seed0/boxes.npz",
+            root / "base/seed0",
             root / run / "seed0",
+            inputs=inputs,
         )
     figures = [root / f"fig{i}.png" for i in range(3)]
-    layout_aggregate.aggregate(root, root / "tables/layout.csv", figures, "smoke")
+    aggregate(root, root / "tables/layout.csv", figures, "smoke")
     return root, cfg, out
 
 
@@ -216,20 +224,22 @@ def test_aggregate_writes_table_and_figures(pipeline):
 
 
 def test_finetune_refuses_base_boxes_of_another_shape(pipeline, tmp_path):
-    from graftbench.tasks import layout_runs
+    from graftbench.finetuning import runner
+    from graftbench.finetuning.task import RunInputs
+    from graftbench.tasks.layout.task import LayoutFinetune
 
     root, cfg, _ = pipeline
     np.savez(tmp_path / "boxes.npz", boxes=np.zeros((3, 10, 4)))
     with pytest.raises(InputError, match="base boxes .* do not match"):
-        layout_runs.finetune(
+        runner.finetune(
+            LayoutFinetune(),
             cfg,
             root / "model.pt",
-            root / "data",
-            root / "features.pt",
             "graft",
             0,
-            tmp_path / "boxes.npz",
+            tmp_path,
             tmp_path / "run",
+            inputs=RunInputs(data=root / "data", features=root / "features.pt"),
         )
 
 
@@ -237,20 +247,10 @@ def test_verb_cli_names_missing_layout_inputs(tmp_path, capsys):
     from graftbench.__main__ import main
 
     cfg = json.dumps({"data": {"n_train": 10}})
-    code = main(
-        [
-            "evaluate-model",
-            "--task",
-            "layout",
-            "--config",
-            cfg,
-            "--model",
-            "m.pt",
-            "--seed",
-            "0",
-            "--out",
-            str(tmp_path),
-        ]
-    )
-    assert code == 2
-    assert "--data and --features" in capsys.readouterr().err
+    args = ["--config", cfg, "--model", "m.pt", "--seed", "0", "--out", str(tmp_path)]
+    assert main(["evaluate-model", "--task", "layout", *args]) == 2
+    err = capsys.readouterr().err
+    assert "--data: the layout task's evaluate-model reads prepare-data's folder" in err
+    assert main(["evaluate-model", "--task", "layout", *args, "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--features: the layout task's evaluate-model reads train-features' network" in err

@@ -15,7 +15,6 @@ import copy
 import dataclasses
 import json
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -23,25 +22,15 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from graftbench.config import ConfigError, parse
 from graftbench.losses import denoising_loss
-from graftbench.methods.ddpo import (
-    DDPO,
-    DDPOConfig,
-    PromptStatTracker,
-    ppo_loss,
-    transition_log_prob,
-)
+from graftbench.methods.ddpo import DDPO, DDPOConfig, PromptStatTracker, ppo_loss
 from graftbench.methods.graft import Graft, GraftConfig
-from graftbench.methods.loop import (
-    LoopConfig,
-    OptimConfig,
-    RewardCounter,
-    Rollout,
-    image_reward,
-    run,
-)
+from graftbench.methods.loop import LoopConfig, RewardCounter, image_reward, run
 from graftbench.methods.pgraft import PGraft, PGraftConfig, adapters_disabled, frozen_copy
+from graftbench.methods.rollout import Rollout
 from graftbench.methods.selection import SelectionConfig
-from graftbench.models.base import ModelAdapter
+from graftbench.methods.updater import OptimConfig
+from graftbench.models.diffusion import DiffusionAdapter
+from graftbench.sampling.diffusion import transition_log_prob
 
 CENTRES = torch.tensor([[[-1.5, 0.0], [1.5, 0.0]], [[0.0, -1.5], [0.0, 1.5]]])  # (prompt, mode, 2)
 TARGETS = CENTRES[:, 1]  # (prompt, 2): the rewarded mode
@@ -64,7 +53,7 @@ class MLP(torch.nn.Module):
         return self.net(torch.cat([x, a.sin(), a.cos(), c], 1))
 
 
-class Toy(ModelAdapter):
+class Toy(DiffusionAdapter):
     """The minimal adapter: conditions are prompt indices 0/1, embedded one-hot."""
 
     prediction_type = "v_prediction"
@@ -72,7 +61,6 @@ class Toy(ModelAdapter):
 
     def __init__(self):
         self.network = MLP()
-        self.cfg = SimpleNamespace(min_snr_gamma=None)  # what denoising_loss reads
         self.alphas_cumprod = self.scheduler("ddpm").alphas_cumprod
 
     def encode_condition(self, conditions):
@@ -415,10 +403,11 @@ TINY = dict(
 
 @pytest.mark.parametrize("name", ["graft", "pgraft_lora", "ddpo"])
 def test_methods_run_unchanged_on_the_text_to_image_model(name, tmp_path):
-    from graftbench.models.text2image import Text2ImageAdapter
-    from graftbench.models.text2image_config import LoraSettings, Text2ImageConfig
-    from graftbench.t2i.scenes import SceneConfig, split_prompts
-    from graftbench.t2i.verifier import verifier_reward
+    from graftbench.models.base import LoraSettings
+    from graftbench.tasks.t2i.model import Text2ImageAdapter
+    from graftbench.tasks.t2i.model_config import Text2ImageConfig
+    from graftbench.tasks.t2i.scenes import SceneConfig, split_prompts
+    from graftbench.tasks.t2i.verifier import verifier_reward
 
     torch.manual_seed(0)
     model = Text2ImageAdapter.from_config(parse(Text2ImageConfig, TINY, "model"))
@@ -486,6 +475,7 @@ def test_graft_t_min_leaves_the_low_noise_end_out():
     model = SimpleNamespace(
         alphas_cumprod=DDPMScheduler().alphas_cumprod,
         prediction_type="epsilon",
+        min_snr_gamma=None,
         denoise=lambda x, t, cond: seen.append(t) or torch.zeros_like(x),
     )
     x0 = torch.zeros(4096, 2)

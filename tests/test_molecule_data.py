@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from graftbench.molecule.data import (
+from graftbench.tasks.molecule.data import (
     canonical,
     load_moses,
     load_qm9,

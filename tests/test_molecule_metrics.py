@@ -11,7 +11,7 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import RDConfig, rdFingerprintGenerator
 
-from graftbench.molecule import metrics as M
+from graftbench.tasks.molecule import metrics as M
 
 GARBAGE = ["", "xyz", "C1CC", "C(", "<mask>", "c1cccc1", "[Xx]", "\x00", None, 42]
 

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from graftbench.config import ConfigError
-from graftbench.molecule import masked
-from graftbench.molecule.masked import MaskedScheduler, sample_masked
-from graftbench.molecule.model import MoleculeAdapter, MoleculeModelConfig
-from graftbench.molecule.tokens import MASK, PAD, Vocabulary, tokenize
+from graftbench.finetuning.run_records import flops_per_call
+from graftbench.tasks.molecule import masked
+from graftbench.tasks.molecule.masked import MaskedScheduler, sample_masked
+from graftbench.tasks.molecule.model import MoleculeAdapter, MoleculeModelConfig
+from graftbench.tasks.molecule.tokens import MASK, PAD, Vocabulary, tokenize
 
 SMILES = [
     "CC(=O)Oc1ccccc1C(=O)O",  # aspirin
@@ -334,7 +335,7 @@ def test_adapter_subs_output_and_interface():
         assert isinstance(m.scheduler(kind), MaskedScheduler)
     with pytest.raises(ValueError, match="'flow_euler' is not allowed"):
         m.scheduler("flow_euler")
-    assert m.encode_condition(["qm9"]) is None and m.flops_per_call() > 0
+    assert m.encode_condition(["qm9"]) is None and flops_per_call(m, "qm9") > 0
     assert m.decode(vocab.encode(["CCO"], 12)) == ["CCO"]
 
 
@@ -364,7 +365,7 @@ def test_selfies_vocabulary_spells_molecules_that_always_decode():
     """SELFIES: encode -> decode returns the molecule; any PAD-terminated row of symbols
     decodes to a molecule rdkit parses (or to "" if it has no atom symbol, which validity
     counts as invalid); an empty row or a MASK left is invalid."""
-    from graftbench.molecule.data import canonical, parse
+    from graftbench.tasks.molecule.data import canonical, parse
 
     neutral = ["CC(=O)Oc1ccccc1C(=O)O", "C%10CCCCC%10", "CC.C#N", "OC1CC1C#N", "c1ccncc1"]
     vocab = Vocabulary.from_smiles(neutral, "selfies")
@@ -404,7 +405,7 @@ def test_tiny_model_learns_two_molecules():
     assert sum(losses[-20:]) < 0.2 * sum(losses[:20])
     m.network.eval()
     with torch.no_grad():
-        traj = m.sample_fn(
+        traj = m.sample_trajectory(
             lambda x, t: m.denoise(x, t),
             m.scheduler("ddim"),
             m.initial_state(64),

@@ -13,8 +13,8 @@ import yaml
 
 from graftbench import records
 from graftbench.config import ConfigError, InputError, parse, to_dict
-from graftbench.methods.loop import Rollout
-from graftbench.tasks.molecule import MoleculeConfig
+from graftbench.methods.rollout import Rollout
+from graftbench.tasks.molecule.config import MoleculeConfig
 from tests.conftest import ROOT
 
 
@@ -63,7 +63,7 @@ def test_runs_in_table_order():
 
 def test_a_user_smiles_file_names_its_bad_line(tmp_path, capsys):
     from graftbench.__main__ import main
-    from graftbench.tasks.molecule import prepare_data
+    from graftbench.tasks.molecule.splits import prepare_data
 
     smi = tmp_path / "mine.smi"
     smi.write_text("# my molecules\nCCO ethanol\n\nc1ccccc1\nC1CC broken\n")
@@ -91,10 +91,10 @@ def test_a_user_smiles_file_names_its_bad_line(tmp_path, capsys):
 def test_graft_dedup_accepts_one_copy_of_a_molecule_however_it_is_written():
     """A group of M = 4 whose best two samples are ethanol written two ways: with dedup by
     canonical SMILES, top-2 takes ethanol once and the next best molecule."""
-    from graftbench.molecule.data import canonical
-    from graftbench.molecule.model import MoleculeAdapter
-    from graftbench.molecule.tokens import Vocabulary
-    from graftbench.tasks.finetuning import build_method
+    from graftbench.finetuning.build import build_method
+    from graftbench.tasks.molecule.data import canonical
+    from graftbench.tasks.molecule.model import MoleculeAdapter
+    from graftbench.tasks.molecule.tokens import Vocabulary
 
     cfg = smoke_config(graft={"selection": {"k": 2}}, graft_dedup={"selection": {"k": 2}})
     model = MoleculeAdapter(cfg.model, Vocabulary.from_smiles(["CCO", "c1ccccc1"], "selfies"))
@@ -119,36 +119,43 @@ def test_graft_dedup_accepts_one_copy_of_a_molecule_however_it_is_written():
 def pipeline(tmp_path_factory):
     """prepare_data -> pretrain -> evaluate_base -> finetune (every run) -> aggregate on the
     smoke preset, in-process."""
-    from graftbench.tasks import molecule, molecule_aggregate, molecule_runs
+    from graftbench import tasks
+    from graftbench.finetuning import runner
+    from graftbench.finetuning.task import RunInputs
+    from graftbench.tasks.molecule.splits import prepare_data
+    from graftbench.tasks.molecule.table import aggregate
+    from graftbench.tasks.molecule.task import pretrain
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("molecule")
     cfg = smoke_config()
-    molecule.prepare_data(cfg, root / "data")
+    prepare_data(cfg, root / "data")
     records.write_json(root / "config.json", to_dict(cfg))
-    molecule_runs.pretrain(cfg, root / "data", root / "model.pt")
+    pretrain(cfg, root / "data", root / "model.pt")
+    task, inputs = tasks.get("molecule").finetune, RunInputs(data=root / "data")
     out = {
-        "base": molecule_runs.evaluate_base(
-            cfg, root / "model.pt", root / "data", 0, root / "base/seed0"
+        "base": runner.evaluate_base(
+            task, cfg, root / "model.pt", 0, root / "base/seed0", inputs=inputs
         )
     }
     for run in cfg.runs()[1:]:
-        out[run] = molecule_runs.finetune(
+        out[run] = runner.finetune(
+            task,
             cfg,
             root / "model.pt",
-            root / "data",
             run,
             0,
-            root / "base/seed0/tokens.npz",
+            root / "base/seed0",
             root / run / "seed0",
+            inputs=inputs,
         )
     figures = [root / f"fig{i}.png" for i in range(3)]
-    molecule_aggregate.aggregate(root, root / "tables/molecule.csv", figures, "smoke")
+    aggregate(root, root / "tables/molecule.csv", figures, "smoke")
     return root, cfg, out
 
 
 def test_verbs_write_finished_runs(pipeline):
-    from graftbench.molecule.data import read_scored_smiles
+    from graftbench.tasks.molecule.data import read_scored_smiles
 
     root, cfg, out = pipeline
     summary = records.read_json(root / "data/summary.json")
@@ -188,24 +195,30 @@ def test_aggregate_writes_table_and_figures(pipeline):
 
 
 def test_finetune_refuses_base_tokens_of_another_shape(pipeline, tmp_path):
-    from graftbench.tasks import molecule_runs
+    from graftbench.finetuning import runner
+    from graftbench.finetuning.task import RunInputs
+    from graftbench.tasks.molecule.task import MoleculeFinetune
 
     root, cfg, _ = pipeline
     np.savez(tmp_path / "tokens.npz", tokens=np.zeros((3, 24), np.int64))
     with pytest.raises(InputError, match="base tokens .* do not match"):
-        molecule_runs.finetune(
+        runner.finetune(
+            MoleculeFinetune(),
             cfg,
             root / "model.pt",
-            root / "data",
             "graft",
             0,
-            tmp_path / "tokens.npz",
+            tmp_path,
             tmp_path / "run",
+            inputs=RunInputs(data=root / "data"),
         )
 
 
 def test_a_reward_that_raises_fails_the_run_and_leaves_no_result(pipeline, tmp_path, monkeypatch):
-    from graftbench.tasks import molecule_runs
+    from graftbench.finetuning import runner
+    from graftbench.finetuning.task import RunInputs
+    from graftbench.tasks.molecule import evaluation
+    from graftbench.tasks.molecule.task import MoleculeFinetune
 
     root, cfg, _ = pipeline
 
@@ -215,16 +228,17 @@ def test_a_reward_that_raises_fails_the_run_and_leaves_no_result(pipeline, tmp_p
 
         return reward
 
-    monkeypatch.setattr(molecule_runs, "reward_fn", broken)
+    monkeypatch.setattr(evaluation, "reward_fn", broken)
     with pytest.raises(RuntimeError, match="scorer crashed"):
-        molecule_runs.finetune(
+        runner.finetune(
+            MoleculeFinetune(),
             cfg,
             root / "model.pt",
-            root / "data",
             "graft",
             0,
-            root / "base/seed0/tokens.npz",
+            root / "base/seed0",
             tmp_path / "run",
+            inputs=RunInputs(data=root / "data"),
         )
     assert not (tmp_path / "run/metrics.json").exists()
     assert not (tmp_path / "run/eval.json").exists()
@@ -253,6 +267,8 @@ def test_verb_cli_names_missing_molecule_data(tmp_path, capsys):
     code = main(
         [
             "finetune",
+            "--task",
+            "unconditional",
             "--config",
             "{}",
             "--model",
@@ -261,11 +277,11 @@ def test_verb_cli_names_missing_molecule_data(tmp_path, capsys):
             "graft",
             "--seed",
             "0",
-            "--base-images",
-            "b.npz",
+            "--base",
+            "b",
             "--out",
             str(tmp_path),
         ]
     )
     assert code == 2
-    assert "takes t2i, layout or molecule, not 'unconditional'" in capsys.readouterr().err
+    assert "(finetune takes --task t2i, layout, molecule)" in capsys.readouterr().err

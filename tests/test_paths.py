@@ -84,9 +84,9 @@ def test_rectified_flow_target_is_the_marginal_velocity():
 
 @pytest.mark.parametrize("t_i, t", [(500, 501), (200, 210), (500, 900)])
 def test_pgraft_weight_makes_the_epsilon_target_unit_variance(t_i, t):
-    """`pgraft.target_weight` is 1 / c(t)^2 for the epsilon target c(t) eps': weighted, the
+    """`losses.target_weight` is 1 / c(t)^2 for the epsilon target c(t) eps': weighted, the
     target's second moment is 1 at every t, however large c(t) grows next to t_I."""
-    from graftbench.methods.pgraft import target_weight
+    from graftbench.losses import target_weight
 
     abar = DDPMScheduler(beta_schedule="squaredcos_cap_v2").alphas_cumprod.double()
     g = torch.Generator().manual_seed(0)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from graftbench.config import InputError
-from graftbench.t2i.prompt_sets import load_prompt_set
+from graftbench.tasks.t2i.prompt_sets import load_prompt_set
 
 
 def test_genai_bench_reads_ids_and_prompts(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graftbench.scorer import ScorerError, ScorerProcess
+from graftbench.tasks.t2i.scorer import ScorerError, ScorerProcess
 
 SCORERS = Path(__file__).resolve().parents[1] / "scorers"
 

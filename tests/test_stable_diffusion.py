@@ -17,11 +17,12 @@ from diffusers import (
 from graftbench.config import InputError
 from graftbench.methods.ddpo import DDPO, DDPOConfig
 from graftbench.methods.graft import Graft, GraftConfig
-from graftbench.methods.loop import LoopConfig, OptimConfig, image_reward, run
+from graftbench.methods.loop import LoopConfig, image_reward, run
 from graftbench.methods.pgraft import PGraft, PGraftConfig, adapters_disabled
-from graftbench.models.stable_diffusion import StableDiffusionAdapter, StableDiffusionConfig
-from graftbench.models.text2image_config import LoraSettings
+from graftbench.methods.updater import OptimConfig
+from graftbench.models.base import LoraSettings
 from graftbench.sampling.diffusion import sample_diffusion
+from graftbench.tasks.t2i.stable_diffusion import StableDiffusionAdapter, StableDiffusionConfig
 
 PROMPTS = ["a red circle", "a blue square left of a green triangle"]
 

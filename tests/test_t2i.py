@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 
 from graftbench.config import ConfigError, parse
-from graftbench.t2i.scenes import (
+from graftbench.tasks.t2i.scenes import (
     BORDER,
     CATEGORIES,
     COLOURS,
@@ -27,7 +27,7 @@ from graftbench.t2i.scenes import (
     sample_scene,
     split_prompts,
 )
-from graftbench.t2i.verifier import VerifierConfig, verifier_reward, verify
+from graftbench.tasks.t2i.verifier import VerifierConfig, verifier_reward, verify
 
 ALL_COLOURS = SceneConfig(colours=list(COLOURS))  # the hardest palette the verifier supports
 
@@ -261,7 +261,7 @@ def test_config_rejects_bad_values():
 def test_tokenizer_has_one_token_per_word_and_round_trips(tmp_path):
     from transformers import CLIPTokenizer
 
-    from graftbench.t2i.tokenizer import write_clip_tokenizer
+    from graftbench.tasks.t2i.tokenizer import write_clip_tokenizer
 
     tok = CLIPTokenizer.from_pretrained(write_clip_tokenizer(tmp_path))
     words = grammar_words()

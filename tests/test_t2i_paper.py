@@ -13,8 +13,9 @@ from graftbench import records
 from graftbench.__main__ import main
 from graftbench.config import ConfigError, parse, to_dict
 from graftbench.spec import resolve
-from graftbench.t2i.prompt_sets import BenchPrompt, split_prompt_set
-from graftbench.tasks.t2i import T2IConfig, eval_prompts, finetune_prompts
+from graftbench.tasks.t2i.config import T2IConfig
+from graftbench.tasks.t2i.prompt_sets import BenchPrompt, split_prompt_set
+from graftbench.tasks.t2i.prompts import eval_prompts, finetune_prompts
 from tests.conftest import workflow_config
 from tests.test_scorer import stand_in
 
@@ -132,7 +133,7 @@ def test_sd_base_with_a_scorer_runs_every_method_through_the_verbs(tmp_path, sd_
     base = records.read_json(results / "base/seed0/eval.json")
     assert 0 <= base["heldout_reward"] <= 1 and "heldout_accuracy" not in base
     assert {"heldout_reward_single_object", "heldout_reward_colors"} <= set(base)
-    base_images = str(results / "base/seed0/images.npz")
+    base_run = str(results / "base/seed0")
     for run in ("graft", "pgraft1", "ddpo"):
         out = results / run / "seed0"
         assert (
@@ -146,8 +147,8 @@ def test_sd_base_with_a_scorer_runs_every_method_through_the_verbs(tmp_path, sd_
                     run,
                     "--seed",
                     "0",
-                    "--base-images",
-                    base_images,
+                    "--base",
+                    base_run,
                     "--out",
                     str(out),
                 ]

@@ -12,16 +12,12 @@ import torch
 from graftbench.__main__ import main
 from graftbench.config import ConfigError, parse, to_dict
 from graftbench.spec import resolve
-from graftbench.t2i.judge import VerifierJudge
-from graftbench.t2i.scenes import render, sample_scene
-from graftbench.t2i.verifier import VerifierConfig
-from graftbench.tasks.t2i import (
-    T2IConfig,
-    diversity,
-    eval_prompts,
-    finetune_prompts,
-    paired_change,
-)
+from graftbench.tasks.t2i.config import T2IConfig
+from graftbench.tasks.t2i.evaluation import diversity, paired_change
+from graftbench.tasks.t2i.judge import VerifierJudge
+from graftbench.tasks.t2i.prompts import eval_prompts, finetune_prompts
+from graftbench.tasks.t2i.scenes import render, sample_scene
+from graftbench.tasks.t2i.verifier import VerifierConfig
 from tests.conftest import workflow_config
 
 
@@ -166,6 +162,7 @@ def test_verbs_pretrain_evaluate_finetune_on_a_tiny_model(tmp_path, capsys):
         == 0
     )
     base_images = str(tmp_path / "base/images.npz")
+    base_run = str(tmp_path / "base")
     assert (
         main(
             [
@@ -177,8 +174,8 @@ def test_verbs_pretrain_evaluate_finetune_on_a_tiny_model(tmp_path, capsys):
                 "pgraft2",
                 "--seed",
                 "0",
-                "--base-images",
-                base_images,
+                "--base",
+                base_run,
                 "--out",
                 str(tmp_path / "pg"),
             ]
@@ -203,7 +200,8 @@ def test_verbs_pretrain_evaluate_finetune_on_a_tiny_model(tmp_path, capsys):
     assert ev["train_reward"] == pytest.approx(run["scores"][n_held:].mean())
     assert ev["train_change"] == pytest.approx((run["scores"] - base["scores"])[n_held:].mean())
     # a base evaluation without per-image scores (written before they were kept) is refused
-    np.savez(tmp_path / "old.npz", images=base["images"])
+    (tmp_path / "old").mkdir()
+    np.savez(tmp_path / "old/images.npz", images=base["images"])
     assert (
         main(
             [
@@ -215,8 +213,8 @@ def test_verbs_pretrain_evaluate_finetune_on_a_tiny_model(tmp_path, capsys):
                 "graft",
                 "--seed",
                 "0",
-                "--base-images",
-                str(tmp_path / "old.npz"),
+                "--base",
+                str(tmp_path / "old"),
                 "--out",
                 str(tmp_path / "y"),
             ]
@@ -224,7 +222,7 @@ def test_verbs_pretrain_evaluate_finetune_on_a_tiny_model(tmp_path, capsys):
         == 2
     )
     assert "has no per-image scores, this config's evaluation makes" in capsys.readouterr().err
-    assert not (tmp_path / "y").exists()  # refused before fine-tuning
+    assert not list((tmp_path / "y").glob("*"))  # refused before fine-tuning: nothing written
     # a run name outside the sweep is a config error, reported in one line
     assert (
         main(
@@ -237,8 +235,8 @@ def test_verbs_pretrain_evaluate_finetune_on_a_tiny_model(tmp_path, capsys):
                 "pgraft3",
                 "--seed",
                 "0",
-                "--base-images",
-                base_images,
+                "--base",
+                base_run,
                 "--out",
                 str(tmp_path / "x"),
             ]

@@ -13,12 +13,13 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from graftbench import records
 from graftbench.config import ConfigError, parse, to_dict
 from graftbench.losses import denoising_loss
-from graftbench.models.text2image import Text2ImageAdapter
-from graftbench.models.text2image_config import LoraSettings, Text2ImageConfig
+from graftbench.models.base import LoraSettings
 from graftbench.paths import ddpm_pair
 from graftbench.sampling.diffusion import sample_diffusion
-from graftbench.t2i.pretrain import pretrain_loss, render_batch
-from graftbench.t2i.scenes import SceneConfig, grammar_words, split_prompts
+from graftbench.tasks.t2i.model import Text2ImageAdapter
+from graftbench.tasks.t2i.model_config import Text2ImageConfig
+from graftbench.tasks.t2i.pretrain import pretrain_loss, render_batch
+from graftbench.tasks.t2i.scenes import SceneConfig, grammar_words, split_prompts
 
 TINY = dict(
     block_out_channels=[8, 16],

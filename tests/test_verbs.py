@@ -11,7 +11,7 @@ from PIL import Image
 from graftbench import records
 from graftbench.__main__ import main
 from graftbench.config import InputError
-from graftbench.data.images import DataConfig, load_images
+from graftbench.tasks.unconditional.data import DataConfig, load_images
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +23,13 @@ def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("verbs")
     c = json.dumps(cfg)
     data = root / "data"
-    assert main(["prepare-data", "--config", c, "--out", str(data)]) == 0
+    assert main(["prepare-data", "--task", "unconditional", "--config", c, "--out", str(data)]) == 0
     assert (
         main(
             [
                 "train-features",
+                "--task",
+                "unconditional",
                 "--config",
                 c,
                 "--data",
@@ -42,6 +44,8 @@ def pipeline(tmp_path_factory):
         main(
             [
                 "pretrain",
+                "--task",
+                "unconditional",
                 "--config",
                 c,
                 "--data",
@@ -59,6 +63,8 @@ def pipeline(tmp_path_factory):
         main(
             [
                 "sample",
+                "--task",
+                "unconditional",
                 "--config",
                 c,
                 "--model",
@@ -118,6 +124,8 @@ def test_sample_is_deterministic(pipeline, tmp_path):
     root, cfg = pipeline
     args = [
         "sample",
+        "--task",
+        "unconditional",
         "--config",
         json.dumps(cfg),
         "--model",
@@ -231,6 +239,8 @@ def test_aggregate_writes_table_and_figure(pipeline, tmp_path):
         main(
             [
                 "aggregate",
+                "--task",
+                "unconditional",
                 "--results",
                 str(task),
                 "--table",
