@@ -3,7 +3,7 @@
 Measures, in one run and interleaved so that load from other processes hits every contender
 alike:
 1. samples/s of `solve_flow(PixelFlowAdapter.velocity, noise, sigmas)` (how the suite samples,
-   graftbench/tasks/unconditional.py `sample`) against the textbook diffusers loop
+   graftbench/tasks/unconditional/task.py `sample`) against the textbook diffusers loop
    (FlowMatchEulerDiscreteScheduler + `unet(x, t).sample` + `scheduler.step`) on the same
    weights, batch, step count and sigmas; both outputs are compared.
 2. the FLOP/s each reaches (FLOPs from graftbench.flops, x NFE x batch / wall time) as a

@@ -29,7 +29,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from graftbench.sampling.diffusion import sample_diffusion  # noqa: E402
-from graftbench.tasks.t2i.model import Text2ImageNetwork  # noqa: E402
+from graftbench.tasks.t2i.network import Text2ImageNetwork  # noqa: E402
 from graftbench.tasks.t2i.stable_diffusion import (  # noqa: E402
     DTYPES,
     StableDiffusionAdapter,

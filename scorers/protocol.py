@@ -1,4 +1,4 @@
-"""The server side of graftbench's scorer protocol (see graftbench/scorer.py), standard library
+"""The server side of graftbench's scorer protocol (see graftbench/tasks/t2i/scorer.py), standard library
 only, so that a scorer's own environment (t2v-metrics with its pinned torch) needs nothing
 from ours.
 

@@ -1,7 +1,7 @@
 """VQAScore (Lin et al., ECCV 2024) through t2v-metrics, as a graftbench scorer process.
 
 Run it with the python of the environment that has t2v-metrics (README, "Paper scale");
-graftbench starts it and talks to it over stdin/stdout (graftbench/scorer.py):
+graftbench starts it and talks to it over stdin/stdout (graftbench/tasks/t2i/scorer.py):
 
     /path/to/t2v-env/bin/python scorers/vqascore.py --model clip-flant5-xxl \
         --cache-dir /path/to/hf_cache --device cuda

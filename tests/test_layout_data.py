@@ -15,13 +15,11 @@ from graftbench.tasks.layout.data import (
     LayoutDataConfig,
     condition,
     generate,
-    load_coco,
     make_splits,
     pad,
-    read_json,
     unpad,
-    write_json,
 )
+from graftbench.tasks.layout.files import load_coco, read_json, write_json
 from graftbench.tasks.layout.render import grid, legend, render
 
 CFG = LayoutDataConfig(n_train=2000, n_test=300)

@@ -14,6 +14,7 @@ from graftbench import records
 from graftbench.config import ConfigError, InputError, parse
 from graftbench.losses import denoising_loss
 from graftbench.tasks.layout import data as layout_data
+from graftbench.tasks.layout import files as layout_files
 from graftbench.tasks.layout.config import LayoutConfig
 from graftbench.tasks.layout.data import PAD
 from graftbench.tasks.layout.evaluation import diversity, reward_fn
@@ -193,8 +194,8 @@ def test_verbs_write_finished_runs(pipeline):
     budget = cfg.graft.loop.reward_budget
     for run, m in out.items():
         assert 0 < m["heldout_reward"] <= 1 and 0 <= m["max_iou"] <= 1 and m["fid"] >= 0
-        samples = layout_data.read_json(root / run / "seed0/samples.json")
-        held = layout_data.read_json(root / "data/test.json")[: cfg.evaluate.heldout_conditions]
+        samples = layout_files.read_json(root / run / "seed0/samples.json")
+        held = layout_files.read_json(root / "data/test.json")[: cfg.evaluate.heldout_conditions]
         assert [layout_data.condition(s) for s in samples] == [
             layout_data.condition(h) for h in held
         ]

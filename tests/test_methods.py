@@ -24,8 +24,9 @@ from graftbench.config import ConfigError, parse
 from graftbench.losses import denoising_loss
 from graftbench.methods.ddpo import DDPO, DDPOConfig, PromptStatTracker, ppo_loss
 from graftbench.methods.graft import Graft, GraftConfig
-from graftbench.methods.loop import LoopConfig, RewardCounter, image_reward, run
+from graftbench.methods.loop import LoopConfig, run
 from graftbench.methods.pgraft import PGraft, PGraftConfig, adapters_disabled, frozen_copy
+from graftbench.methods.reward import RewardCounter, image_reward
 from graftbench.methods.rollout import Rollout
 from graftbench.methods.selection import SelectionConfig
 from graftbench.methods.updater import OptimConfig

@@ -1,4 +1,4 @@
-"""The external scorer protocol (graftbench/scorer.py <-> scorers/protocol.py), with stand-in
+"""The external scorer protocol (graftbench/tasks/t2i/scorer.py <-> scorers/protocol.py), with stand-in
 scorers run as real child processes."""
 
 import sys

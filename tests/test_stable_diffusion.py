@@ -17,8 +17,9 @@ from diffusers import (
 from graftbench.config import InputError
 from graftbench.methods.ddpo import DDPO, DDPOConfig
 from graftbench.methods.graft import Graft, GraftConfig
-from graftbench.methods.loop import LoopConfig, image_reward, run
+from graftbench.methods.loop import LoopConfig, run
 from graftbench.methods.pgraft import PGraft, PGraftConfig, adapters_disabled
+from graftbench.methods.reward import image_reward
 from graftbench.methods.updater import OptimConfig
 from graftbench.models.base import LoraSettings
 from graftbench.sampling.diffusion import sample_diffusion

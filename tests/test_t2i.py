@@ -9,6 +9,7 @@ import pytest
 from scipy import ndimage
 
 from graftbench.config import ConfigError, parse
+from graftbench.tasks.t2i.render import render
 from graftbench.tasks.t2i.scenes import (
     BORDER,
     CATEGORIES,
@@ -23,7 +24,6 @@ from graftbench.tasks.t2i.scenes import (
     grammar_words,
     make_prompt,
     prompt_pool,
-    render,
     sample_scene,
     split_prompts,
 )

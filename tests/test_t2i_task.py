@@ -16,7 +16,8 @@ from graftbench.tasks.t2i.config import T2IConfig
 from graftbench.tasks.t2i.evaluation import diversity, paired_change
 from graftbench.tasks.t2i.judge import VerifierJudge
 from graftbench.tasks.t2i.prompts import eval_prompts, finetune_prompts
-from graftbench.tasks.t2i.scenes import render, sample_scene
+from graftbench.tasks.t2i.render import render
+from graftbench.tasks.t2i.scenes import sample_scene
 from graftbench.tasks.t2i.verifier import VerifierConfig
 from tests.conftest import workflow_config
 

@@ -44,10 +44,9 @@ from graftbench.distributed import (
     world,
 )
 from graftbench.methods.loop_state import check_ranks, resumable, save_state, state_fingerprint
+from graftbench.methods.reward import Reward, RewardCounter
 from graftbench.methods.rollout import Rollout
 from graftbench.models.base import FinetuneModel
-
-Reward = Callable[[Any, Sequence[Any]], Any]  # (samples, conditions) -> Tensor/ndarray (batch,)
 
 
 @dataclass
@@ -100,38 +99,6 @@ class Method(Protocol):
         """Why the number of samples `update` trains on can differ between ranks (they would
         then take different numbers of optimiser steps), naming the setting; None if it
         cannot."""
-
-
-class RewardCounter:
-    """Wraps a reward: counts every sample scored and refuses to pass the budget."""
-
-    def __init__(self, reward: Reward, budget: int):
-        self.reward, self.budget, self.queries = reward, budget, 0
-
-    @property
-    def remaining(self) -> int:
-        return self.budget - self.queries
-
-    def __call__(self, samples, conditions: Sequence) -> torch.Tensor:
-        """-> (batch,) float32 rewards on the CPU."""
-        if self.queries + len(conditions) > self.budget:
-            raise RuntimeError(f"reward budget {self.budget} exceeded")
-        r = torch.as_tensor(self.reward(samples, conditions)).detach().to("cpu", torch.float32)
-        if r.shape != (len(conditions),):
-            raise ValueError(f"reward: expected shape ({len(conditions)},), got {tuple(r.shape)}")
-        self.queries += len(conditions)
-        return r
-
-
-def image_reward(reward: Reward) -> Reward:
-    """Adapt an image reward taking (batch, H, W, C) uint8 (e.g. `t2i.verifier.verifier_reward`)
-    to what the loop passes: `decode`'s (batch, C, H, W) floats in [0, 1]."""
-
-    def wrapped(images: torch.Tensor, conditions: Sequence) -> Any:
-        u8 = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
-        return reward(u8.cpu().numpy(), conditions)
-
-    return wrapped
 
 
 def run(

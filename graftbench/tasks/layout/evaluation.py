@@ -17,6 +17,7 @@ from graftbench.config import InputError
 from graftbench.finetuning.build import sample_final
 from graftbench.finetuning.task import Evaluation, base_samples
 from graftbench.tasks.layout import data as layout_data
+from graftbench.tasks.layout import files as layout_files
 from graftbench.tasks.layout.config import LayoutConfig, LayoutEvaluateConfig
 from graftbench.tasks.layout.metrics import RewardConfig
 from graftbench.tasks.layout.splits import (
@@ -178,7 +179,7 @@ class LayoutSession:
         with records.atomic_path(out / "boxes.npz") as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, boxes=ev.boxes)
         gen = as_layouts(ev.boxes[: len(self.held)], self.held_conditions)
-        layout_data.write_json(gen, out / "samples.json")
+        layout_files.write_json(gen, out / "samples.json")
         with records.atomic_path(out / "grid.png") as tmp:
             Image.fromarray(grid(gen[:32], ncol=8)).save(tmp, format="png")
 

@@ -17,6 +17,7 @@ import numpy as np
 from graftbench import records
 from graftbench.config import InputError
 from graftbench.tasks.layout import data as layout_data
+from graftbench.tasks.layout import files as layout_files
 from graftbench.tasks.layout.config import LayoutConfig
 
 
@@ -30,8 +31,8 @@ def prepare_data(cfg: LayoutConfig, out: Path) -> dict:
                     "reads COCO-style layout annotations you supply (PubLayNet's train.json / "
                     "val.json, or RICO converted to COCO form)"
                 )
-        train = layout_data.load_coco(cfg.coco.train, cfg.data.max_elements)
-        test = layout_data.load_coco(cfg.coco.test, cfg.data.max_elements)
+        train = layout_files.load_coco(cfg.coco.train, cfg.data.max_elements)
+        test = layout_files.load_coco(cfg.coco.test, cfg.data.max_elements)
         if cfg.coco.max_train:
             train = train[: cfg.coco.max_train]
     else:
@@ -42,8 +43,8 @@ def prepare_data(cfg: LayoutConfig, out: Path) -> dict:
             "both must be non-empty"
         )
     out.mkdir(parents=True, exist_ok=True)
-    layout_data.write_json(test, out / "test.json")
-    layout_data.write_json(train, out / "train.json")
+    layout_files.write_json(test, out / "test.json")
+    layout_files.write_json(train, out / "train.json")
     summary = {
         "n_train": len(train),
         "n_test": len(test),
@@ -55,7 +56,7 @@ def prepare_data(cfg: LayoutConfig, out: Path) -> dict:
 
 
 def load_split(data_dir: Path, split: str) -> list:
-    return layout_data.read_json(data_dir / f"{split}.json")
+    return layout_files.read_json(data_dir / f"{split}.json")
 
 
 def finetune_conditions(cfg: LayoutConfig, train: list) -> list[tuple[str, ...]]:

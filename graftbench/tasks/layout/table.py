@@ -81,7 +81,7 @@ def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
 
 def plot_samples(task_dir: Path, runs: pd.DataFrame, path: Path, n: int = 8) -> None:
     """One row per run (its first seed): the first n held-out layouts it sampled."""
-    from graftbench.tasks.layout.data import read_json
+    from graftbench.tasks.layout.files import read_json
     from graftbench.tasks.layout.render import legend, render
 
     def rendered(run_dir: Path) -> list:

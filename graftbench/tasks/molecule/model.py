@@ -5,7 +5,7 @@ tokens); x_T is all MASK and the sampler (`masked.sample_masked`) unmasks positi
 none is left. The denoiser is a small pre-norm transformer encoder (torch's) over the
 positions, each input the sum of a token embedding, a learned position embedding and the
 timestep embedding (diffusers' sinusoidal `Timesteps` + `TimestepEmbedding`, as
-`layout.model`), with a linear head to logits over the vocabulary. The output follows
+`tasks/layout/model.py`), with a linear head to logits over the vocabulary. The output follows
 MDLM's SUBS parameterisation (Sahoo et al. 2024, sec. 3.2): the MASK logit is -inf (the
 model never predicts MASK) and at unmasked input positions all mass sits on the input token
 (carry-over), so sampling never changes an unmasked token and the loss there is 0.

@@ -121,7 +121,7 @@ class T2ISession:
         return prompt.text
 
     def reward(self):
-        from graftbench.methods.loop import image_reward
+        from graftbench.methods.reward import image_reward
 
         return image_reward(self.judge.reward())
 

@@ -4,7 +4,7 @@ the metrics every run is evaluated with, from one source.
 - `VerifierJudge`: the programmatic verifier of the rendered-scene grammar (cpu and smoke
   profiles): the score (fraction of the prompt's statements that hold), accuracy (all hold,
   GenEval's role) and accuracy per category.
-- `ScorerJudge`: an external scorer process (graftbench/scorer.py, e.g. VQAScore in its own
+- `ScorerJudge`: an external scorer process (graftbench/tasks/t2i/scorer.py, e.g. VQAScore in its own
   environment) for any prompt, e.g. a benchmark's prompt set (paper profile): the score and
   its mean per category; a scorer gives no accuracy.
 

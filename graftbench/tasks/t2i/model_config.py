@@ -97,7 +97,7 @@ class Text2ImageConfig:
 @dataclass
 class StableDiffusionConfig:
     """Stable Diffusion v2 (or any SD-family diffusers folder) as the base: see
-    graftbench/models/stable_diffusion.py, which loads it."""
+    graftbench/tasks/t2i/stable_diffusion.py, which loads it."""
 
     path: str = ""  # a local diffusers folder in save_pretrained layout (model_index.json,
     # unet/, vae/, text_encoder/, tokenizer/, scheduler/), e.g. the snapshot folder of

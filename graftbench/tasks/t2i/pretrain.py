@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from graftbench.losses import denoising_loss
-from graftbench.tasks.t2i.scenes import Prompt, render, sample_scene
+from graftbench.tasks.t2i.render import render
+from graftbench.tasks.t2i.scenes import Prompt, sample_scene
 
 
 def render_batch(

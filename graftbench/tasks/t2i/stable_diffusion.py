@@ -32,8 +32,9 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from graftbench import records
 from graftbench.config import InputError, parse, to_dict
 from graftbench.models.base import LoraSettings
-from graftbench.tasks.t2i.model import Text2ImageAdapter, Text2ImageNetwork
+from graftbench.tasks.t2i.model import Text2ImageAdapter
 from graftbench.tasks.t2i.model_config import StableDiffusionConfig
+from graftbench.tasks.t2i.network import Text2ImageNetwork
 
 PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -13,7 +13,7 @@ Detection, for an (H, W, 3) uint8 image:
    any object could be, are dropped as noise or background.
 3. Shape. From the component's soft alpha map: its mass gives the side each shape would need
    (circle pi s^2/4, square s^2, triangle s^2/2), its centroid the position; each shape is
-   rendered there (`scenes.coverage`) and the best soft IoU wins. Below `min_iou` the blob
+   rendered there (`render.coverage`) and the best soft IoU wins. Below `min_iou` the blob
    is no recognisable shape and counts as nothing.
 4. Statements. Exists/Count match colour and shape; a relation holds for some pair of
    detections when the centroid offset along its axis exceeds `min_offset` and the offset
@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
+from graftbench.tasks.t2i.render import box_window, coverage
 from graftbench.tasks.t2i.scenes import (
     BACKGROUND,
     COLOURS,
@@ -39,8 +40,6 @@ from graftbench.tasks.t2i.scenes import (
     Relation,
     Statement,
     along_across,
-    box_window,
-    coverage,
 )
 
 BLURS = (0.0, 0.7, 1.4)  # template blurs (pixels): model outputs are softer than renders
