@@ -165,6 +165,8 @@ rule finetune_table:
         ),
     log:
         f"{RESULTS}/{{task}}/logs/aggregate.log",
+    benchmark:
+        f"{RESULTS}/{{task}}/benchmarks/aggregate.tsv"
     wildcard_constraints:
         task=one_of(FT_TASKS),
     params:

@@ -165,6 +165,8 @@ if "unconditional" in SUITE.tasks:
             ),
         log:
             f"{UNC}/logs/aggregate.log",
+        benchmark:
+            f"{UNC}/benchmarks/aggregate.tsv"
         params:
             py=PY,
             profile=SUITE.profile,
@@ -287,6 +289,8 @@ if "unconditional" in SUITE.tasks:
             ),
         log:
             f"{UNC}/logs/aggregate_inc.log",
+        benchmark:
+            f"{UNC}/benchmarks/aggregate_inc.tsv"
         params:
             py=PY,
             profile=SUITE.profile,

@@ -136,3 +136,40 @@ def test_non_mapping_is_rejected_with_its_path():
     _raises(
         {"tag": "x", "sample": {"solver": "euler"}}, "sample.solver: expected a mapping, got str"
     )
+
+
+def test_every_schema_key_has_a_description_and_every_setting_its_default():
+    """config/schema.yaml documents every key (from the comment beside its field), and each
+    setting's default is the typed config's, so the schema is the config's reference."""
+    import yaml
+
+    from graftbench.spec import SuiteConfig, json_schema
+    from graftbench.tasks.t2i.config import T2IConfig
+    from tests.conftest import ROOT
+
+    schema = json_schema()
+    keys = []
+
+    def walk(node: dict, path: str) -> None:
+        for name, prop in node.get("properties", {}).items():
+            keys.append((f"{path}.{name}", prop))
+            walk(prop, f"{path}.{name}")
+
+    walk(schema, "")
+    for name, d in schema["$defs"].items():
+        walk(d, name)
+    assert len(keys) > 300
+    assert [k for k, p in keys if not p.get("description")] == []
+    # settings: the config classes' fields (under $defs) and the top-level keys, not the
+    # task sections that hold them (t2i: base, profiles)
+    top = {f".{f.name}" for f in dataclasses.fields(SuiteConfig)}
+    settings = [k for k, p in keys if not k.startswith(".") or k in top]
+    assert [k for k in settings if "default" not in dict(keys)[k]] == []
+    t2i = schema["$defs"]["tasks.t2i.config.T2IConfig"]["properties"]
+    default = next(f.default for f in dataclasses.fields(T2IConfig) if f.name == "finetune_prompts")
+    assert t2i["finetune_prompts"]["default"] == default
+    assert (
+        "training prompts the fine-tuning loop draws from" in t2i["finetune_prompts"]["description"]
+    )
+    # the committed file is this schema (test_workflow checks it byte for byte too)
+    assert yaml.safe_load((ROOT / "config/schema.yaml").read_text()) == schema
