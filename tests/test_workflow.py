@@ -149,7 +149,8 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     written = (wf / "results/smoke/t2i/config.json").read_text()
     (wf / "seeds.yaml").write_text(yaml.safe_dump({"t2i": {"profiles": {"smoke": {"seeds": [5]}}}}))
     edited = snakemake(wf, "--profile", "profiles/smoke", "--configfile", "seeds.yaml", "-n")
-    assert edited.returncode == 0 and "seed5" in edited.stdout
+    # the edit is seen (the config job is planned again), and only a real run writes it
+    assert edited.returncode == 0 and "rule config:" in edited.stdout, edited.stdout[-2000:]
     assert (wf / "results/smoke/t2i/config.json").read_text() == written
     # a config edit reruns the jobs that depend on the edited part, not the others
     inc_edit = planned(wf, {"inc": {"train": {"steps": 21}}})
