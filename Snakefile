@@ -42,5 +42,6 @@ include: "rules/finetune.smk"
 rule all:
     input:
         expand(f"{RESULTS}/tables/{{task}}.csv", task=SUITE.tasks),
+        expand(f"{RESULTS}/{{task}}/config.json", task=SUITE.tasks),
         EXTRA_TABLES,
         f"{RESULTS}/tables/benchmarks.csv",

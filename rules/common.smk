@@ -7,8 +7,9 @@ from graftbench.config import to_dict
 
 TASKS = {name: tasks.get(name) for name in SUITE.tasks}
 # Each task's config resolved (base + profile preset, type-checked) when the workflow loads:
-# a bad key stops it here, before any job, naming the key. Written to config.json by the
-# `config` rule, never while the Snakefile is parsed.
+# a bad key stops it here, before any job, naming the key. Jobs get it inline (`InlineConfig`);
+# the `config` rule writes it to results/{profile}/{task}/config.json, for people and by-hand
+# runs; nothing is written while the Snakefile is parsed.
 RESOLVED = {name: to_dict(resolve(config, name)) for name in SUITE.tasks}
 # Tables beyond {task}.csv (e.g. inc, from the unconditional task), added by the rule files.
 EXTRA_TABLES = []
@@ -38,11 +39,21 @@ def config_slice(task, *keys):
     return json.dumps(picked, sort_keys=True)
 
 
-def task_config(task):
-    """A job's --config: the task's config.json, written by the `config` rule. ancient():
-    rewriting it after a config edit reruns no job by itself; which jobs rerun is decided by
-    each job's `config_slice` param."""
-    return ancient(f"{RESULTS}/{task}/config.json")
+class InlineConfig:
+    """A job's --config: its task's resolved config as inline JSON (a params value).
+
+    Not a tracked param, on purpose: Snakemake leaves params it cannot represent (this
+    object) out of its rerun checks, so which edits rerun a job is its `config_slice`'s
+    decision alone; a tracked copy of the whole config would rerun every job on any edit. Nor
+    an input file: jobs downstream of config.json would rerun on every edit, and as ancient()
+    inputs on none (Snakemake does not check the params of a job downstream of one that
+    reruns, and ancient() then skips it)."""
+
+    def __init__(self, task):
+        self.text = json.dumps(RESOLVED[task], sort_keys=True)
+
+    def __str__(self):
+        return self.text
 
 
 # ---- the fine-tuning tasks (rules/finetune.smk)
@@ -72,9 +83,9 @@ def run_keys(task, run):
 
 
 def run_inputs(w):
-    """The config, the pre-trained model and the files the task's runs read."""
+    """The pre-trained model and the files the task's runs read."""
     needs = TASKS[w.task].finetune.inputs
-    out = {"config": task_config(w.task), "model": f"{RESULTS}/{w.task}/model.pt"}
+    out = {"model": f"{RESULTS}/{w.task}/model.pt"}
     if "data" in needs:
         out["data"] = f"{RESULTS}/{w.task}/data/summary.json"
     if "features" in needs:
@@ -83,10 +94,9 @@ def run_inputs(w):
 
 
 def pretrain_inputs(w):
-    out = {"config": task_config(w.task)}
     if w.task in WITH_DATA:
-        out["data"] = f"{RESULTS}/{w.task}/data/summary.json"
-    return out
+        return {"data": f"{RESULTS}/{w.task}/data/summary.json"}
+    return {}
 
 
 def cli_inputs(input):

@@ -10,8 +10,6 @@ localrules:
 
 
 rule finetune_data:
-    input:
-        config=lambda w: task_config(w.task),
     output:
         summary=f"{RESULTS}/{{task}}/data/summary.json",
     log:
@@ -23,15 +21,15 @@ rule finetune_data:
     threads: 1
     params:
         py=PY,
+        config=lambda w: InlineConfig(w.task),
         config_slice=lambda w: config_slice(w.task, *keys(w.task, "data")),
     shell:
         "OMP_NUM_THREADS={threads} {params.py} -m graftbench prepare-data --task {wildcards.task}"
-        " --config {input.config} --out $(dirname {output.summary}) > {log} 2>&1"
+        " --config {params.config:q} --out $(dirname {output.summary}) > {log} 2>&1"
 
 
 rule finetune_features:
     input:
-        config=lambda w: task_config(w.task),
         data=f"{RESULTS}/{{task}}/data/summary.json",
     output:
         net=f"{RESULTS}/{{task}}/features.pt",
@@ -45,11 +43,12 @@ rule finetune_features:
     threads: 1
     params:
         py=PY,
+        config=lambda w: InlineConfig(w.task),
         config_slice=lambda w: config_slice(w.task, *keys(w.task, "features")),
         device=SUITE.device,
     shell:
         "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-features"
-        " --task {wildcards.task} --config {input.config} --data $(dirname {input.data})"
+        " --task {wildcards.task} --config {params.config:q} --data $(dirname {input.data})"
         " --out {output.net} --log $(dirname {output.net})/features.jsonl"
         " --device {params.device} > {log} 2>&1"
 
@@ -70,12 +69,13 @@ rule finetune_pretrain:
     threads: 1
     params:
         py=PY,
+        config=lambda w: InlineConfig(w.task),
         inputs=lambda w, input: cli_inputs(input),
         config_slice=lambda w: config_slice(w.task, *keys(w.task, "pretrain")),
         device=SUITE.device,
     shell:
         "OMP_NUM_THREADS={threads} {params.py} -m graftbench pretrain --task {wildcards.task}"
-        " --config {input.config} {params.inputs} --out {output.model} --log {output.curve}"
+        " --config {params.config:q} {params.inputs} --out {output.model} --log {output.curve}"
         " --device {params.device} > {log} 2>&1"
 
 
@@ -94,12 +94,13 @@ rule finetune_base:
     threads: 1
     params:
         py=PY,
+        config=lambda w: InlineConfig(w.task),
         inputs=lambda w, input: cli_inputs(input),
         config_slice=lambda w: config_slice(w.task, *keys(w.task, "evaluate")),
         device=SUITE.device,
     shell:
         "OMP_NUM_THREADS={threads} {params.py} -m graftbench evaluate-model"
-        " --task {wildcards.task} --config {input.config} --model {input.model} {params.inputs}"
+        " --task {wildcards.task} --config {params.config:q} --model {input.model} {params.inputs}"
         " --seed {wildcards.seed} --device {params.device}"
         " --out $(dirname {output.metrics}) > {log} 2>&1"
 
@@ -124,12 +125,13 @@ rule finetune_run:
         gpu=SUITE.finetune_gpus(),
     params:
         graftbench=SUITE.finetune_command(PY),
+        config=lambda w: InlineConfig(w.task),
         inputs=lambda w, input: cli_inputs(input),
         config_slice=lambda w: config_slice(w.task, *run_keys(w.task, w.run)),
         device=SUITE.device,
     shell:
         "OMP_NUM_THREADS={threads} {params.graftbench} finetune --task {wildcards.task}"
-        " --config {input.config} --model {input.model} {params.inputs} --run {wildcards.run}"
+        " --config {params.config:q} --model {input.model} {params.inputs} --run {wildcards.run}"
         " --seed {wildcards.seed} --base $(dirname {input.base}) --device {params.device}"
         " --out $(dirname {output.metrics}) > {log} 2>&1"
 

@@ -6,6 +6,7 @@ if "unconditional" in SUITE.tasks:
     UNC_CFG = resolve(config, "unconditional")
     UNC_BACKENDS = " ".join(f"--backend {b}" for b in UNC_CFG.evaluate.fid_backends)
     UNC_KEYS = TASKS["unconditional"].config_keys
+    UNC_CONFIG = InlineConfig("unconditional")
     if "inc" in UNC_CFG.methods:
         EXTRA_TABLES.append(f"{RESULTS}/tables/inc.csv")
 
@@ -15,7 +16,6 @@ if "unconditional" in SUITE.tasks:
 
     rule unconditional_data:
         input:
-            config=task_config("unconditional"),
         output:
             train=f"{UNC}/data/train.npz",
             test=directory(f"{UNC}/data/test"),
@@ -26,14 +26,14 @@ if "unconditional" in SUITE.tasks:
             f"{UNC}/benchmarks/data.tsv"
         params:
             py=PY,
+            config=UNC_CONFIG,
             config_slice=config_slice("unconditional", *UNC_KEYS["data"]),
         shell:
             "{params.py} -m graftbench prepare-data --task unconditional"
-            " --config {input.config} --out $(dirname {output.train}) > {log} 2>&1"
+            " --config {params.config:q} --out $(dirname {output.train}) > {log} 2>&1"
 
     rule unconditional_features:
         input:
-            config=task_config("unconditional"),
             train=rules.unconditional_data.output.train,
         output:
             f"{UNC}/features.pt",
@@ -44,16 +44,16 @@ if "unconditional" in SUITE.tasks:
         threads: 1
         params:
             py=PY,
+            config=UNC_CONFIG,
             config_slice=config_slice("unconditional", *UNC_KEYS["features"]),
             device=SUITE.device,
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-features"
-            " --task unconditional --config {input.config} --data $(dirname {input.train})"
+            " --task unconditional --config {params.config:q} --data $(dirname {input.train})"
             " --out {output} --device {params.device} > {log} 2>&1"
 
     rule unconditional_pretrain:
         input:
-            config=task_config("unconditional"),
             train=rules.unconditional_data.output.train,
         output:
             model=f"{UNC}/model.pt",
@@ -66,16 +66,16 @@ if "unconditional" in SUITE.tasks:
         threads: 1
         params:
             py=PY,
+            config=UNC_CONFIG,
             config_slice=config_slice("unconditional", *UNC_KEYS["pretrain"]),
             device=SUITE.device,
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench pretrain --task unconditional"
-            " --config {input.config} --data $(dirname {input.train}) --out {output.model}"
+            " --config {params.config:q} --data $(dirname {input.train}) --out {output.model}"
             " --log {output.curve} --device {params.device} > {log} 2>&1"
 
     rule unconditional_sample:
         input:
-            config=task_config("unconditional"),
             model=rules.unconditional_pretrain.output.model,
         output:
             metrics=f"{UNC}/base_{{solver}}{{steps}}/seed{{seed}}/metrics.json",
@@ -87,11 +87,12 @@ if "unconditional" in SUITE.tasks:
         threads: 1
         params:
             py=PY,
+            config=UNC_CONFIG,
             config_slice=config_slice("unconditional", *UNC_KEYS["sample"]),
             device=SUITE.device,
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench sample --task unconditional"
-            " --config {input.config} --model {input.model} --steps {wildcards.steps}"
+            " --config {params.config:q} --model {input.model} --steps {wildcards.steps}"
             " --seed {wildcards.seed} --device {params.device}"
             " --out $(dirname {output.metrics}) > {log} 2>&1"
 
@@ -179,7 +180,6 @@ if "unconditional" in SUITE.tasks:
     # inversion and one corrector per base step count), then sample corrector -> base.
     rule unconditional_invert:
         input:
-            config=task_config("unconditional"),
             model=rules.unconditional_pretrain.output.model,
             train=rules.unconditional_data.output.train,
         output:
@@ -193,17 +193,17 @@ if "unconditional" in SUITE.tasks:
         threads: 1
         params:
             py=PY,
+            config=UNC_CONFIG,
             config_slice=config_slice("unconditional", *UNC_KEYS["invert"]),
             device=SUITE.device,
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench invert --task unconditional"
-            " --config {input.config} --data $(dirname {input.train}) --model {input.model}"
+            " --config {params.config:q} --data $(dirname {input.train}) --model {input.model}"
             " --steps {wildcards.steps} --out {output.noise} --device {params.device}"
             " > {log} 2>&1"
 
     rule unconditional_corrector:
         input:
-            config=task_config("unconditional"),
             noise=f"{UNC}/inc/invert_{{steps}}.pt",
         output:
             model=f"{UNC}/inc/corrector_{{steps}}.pt",
@@ -217,16 +217,16 @@ if "unconditional" in SUITE.tasks:
         threads: 1
         params:
             py=PY,
+            config=UNC_CONFIG,
             config_slice=config_slice("unconditional", *UNC_KEYS["corrector"]),
             device=SUITE.device,
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench train-corrector"
-            " --task unconditional --config {input.config} --noise {input.noise}"
+            " --task unconditional --config {params.config:q} --noise {input.noise}"
             " --out {output.model} --log {output.curve} --device {params.device} > {log} 2>&1"
 
     rule unconditional_sample_inc:
         input:
-            config=task_config("unconditional"),
             model=rules.unconditional_pretrain.output.model,
             corrector=f"{UNC}/inc/corrector_{{steps}}.pt",
         output:
@@ -241,11 +241,12 @@ if "unconditional" in SUITE.tasks:
         threads: 1
         params:
             py=PY,
+            config=UNC_CONFIG,
             config_slice=config_slice("unconditional", *UNC_KEYS["sample_inc"]),
             device=SUITE.device,
         shell:
             "OMP_NUM_THREADS={threads} {params.py} -m graftbench sample --task unconditional"
-            " --config {input.config} --model {input.model} --steps {wildcards.steps}"
+            " --config {params.config:q} --model {input.model} --steps {wildcards.steps}"
             " --seed {wildcards.seed} --corrector {input.corrector}"
             " --corrector-steps {wildcards.csteps} --device {params.device}"
             " --out $(dirname {output.metrics}) > {log} 2>&1"
