@@ -15,7 +15,6 @@ if "unconditional" in SUITE.tasks:
         inc_table,
 
     rule unconditional_data:
-        input:
         output:
             train=f"{UNC}/data/train.npz",
             test=directory(f"{UNC}/data/test"),
