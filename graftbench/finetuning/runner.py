@@ -47,9 +47,9 @@ def evaluate_base(
     check_inputs(task, inputs, "evaluate-model")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    model = task.load_model(model_path, device)
     session = task.open(cfg, inputs, out, device, None)
     try:
+        model = task.load_model(model_path, device)
         segments = [(plain_factory(model), None)]
         ev = session.evaluate(segments, model, seed)
         ev.metrics["curve_reward"] = session.curve(segments, model, seed)
@@ -58,7 +58,8 @@ def evaluate_base(
     # the reference the fine-tuned runs' drift and paired changes are measured from
     ev.metrics.update(session.compare(ev))
     metrics = base_record(seed, flops_per_call(model, task.probe_condition), t0, device)
-    write_run(out, cfg, session, ev, _named(metrics, session))
+    metrics = with_evaluator(metrics, session)
+    write_run(out, cfg, session, ev, metrics)
     return {**metrics, **ev.metrics}
 
 
@@ -82,9 +83,9 @@ def finetune(
     check_inputs(task, inputs, "finetune")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    model = task.load_model(model_path, device)
     session = task.open(cfg, inputs, out, device, base)  # checks the base before any compute
     try:
+        model = task.load_model(model_path, device)
         method = build_method(cfg, task.name, run, model, seed, session.dedup_key)
         segments, n_i = eval_segments(method, model)
         rows = run_with_curve(
@@ -106,13 +107,15 @@ def finetune(
     ev.metrics["curve_reward"] = rows[-1]["curve_reward"]
     f_call = flops_per_call(model, task.probe_condition)
     metrics = run_record(rows, run, seed, n_i, f_call, model.calls_per_step(), t0, train_s, device)
+    metrics = with_evaluator(metrics, session)
     model.save(out / "model.pt", to_dict(cfg))
-    write_run(out, cfg, session, ev, _named(metrics, session))
+    write_run(out, cfg, session, ev, metrics)
     (out / LOOP_CHECKPOINT).unlink(missing_ok=True)  # the run's results are all written
     return {**metrics, **ev.metrics}
 
 
-def _named(metrics: dict, session: Session) -> dict:
+def with_evaluator(metrics: dict, session: Session) -> dict:
+    """metrics.json's record, naming the scorer where the session has one."""
     return metrics if session.evaluator is None else {**metrics, "evaluator": session.evaluator}
 
 
