@@ -184,28 +184,37 @@ def _task_options(name: str, v: argparse.ArgumentParser) -> None:
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(describe_tasks: bool = True) -> argparse.ArgumentParser:
+    """The command line. describe_tasks: name, in the help texts, the tasks that offer each
+    verb, which imports every task's package (a second or more); a job leaves it off, so it
+    imports its own task alone."""
     from graftbench import tasks
 
-    by_task = [f"  {n}: {', '.join(tasks.get(n).verbs)}" for n in tasks.names()]
+    epilog = None
+    if describe_tasks:
+        by_task = [f"  {n}: {', '.join(tasks.get(n).verbs)}" for n in tasks.names()]
+        epilog = "verbs each task offers (every task also has resolve):\n" + "\n".join(by_task)
     p = argparse.ArgumentParser(
         prog="graftbench",
         description=__doc__.splitlines()[0],
-        epilog="verbs each task offers (every task also has resolve):\n" + "\n".join(by_task),
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="verb", required=True)
     for name, what in VERBS.items():
-        takes = tasks.offering(name) if name != "resolve" else tasks.names()
-        v = sub.add_parser(name, help=what, description=f"{what}. Tasks: {', '.join(takes)}.")
+        description = what
+        if describe_tasks:
+            takes = tasks.names() if name == "resolve" else tasks.offering(name)
+            description += f". Tasks: {', '.join(takes)}."
+        v = sub.add_parser(name, help=what, description=description)
         v.set_defaults(fn=run_task_verb)
         v.add_argument("--task", required=True, choices=tasks.names(), help="the task")
         if name not in NO_CONFIG:
             v.add_argument(
                 "--config",
                 required=True,
-                help="task config: inline JSON or a "
-                "JSON/YAML file (the workflow's results/{profile}/{task}/config.json)",
+                help="task config: inline JSON or a JSON/YAML file (the workflow's "
+                "results/{profile}/{task}/config.json)",
             )
         _task_options(name, v)
     v = sub.add_parser("evaluate", help="FID of any folder of PNG samples against a reference")
@@ -237,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    asks_help = not argv or any(a in ("-h", "--help") for a in argv)
+    args = build_parser(describe_tasks=asks_help).parse_args(argv)
     try:
         args.fn(args)
     except (ConfigError, InputError, FileNotFoundError, json.JSONDecodeError) as err:
