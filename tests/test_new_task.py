@@ -10,11 +10,12 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 import torch
 from diffusers import DDIMScheduler
 
 from graftbench import records, tasks
-from graftbench.__main__ import main
+from graftbench.__main__ import build_parser, main
 from graftbench.config import parse, to_dict
 from graftbench.finetuning.build import sample_final
 from graftbench.finetuning.task import Evaluation, check_methods, run_names
@@ -244,3 +245,23 @@ def test_a_verb_the_task_lacks_is_one_line(monkeypatch, capsys):
     )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "toy task does not offer it" in err and "unconditional" in err
+
+
+def test_help_lists_each_verbs_tasks_and_explains_every_option(monkeypatch, capsys):
+    monkeypatch.setitem(tasks._registered, "toy", TOY)
+    with pytest.raises(SystemExit):
+        main(["finetune", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Tasks: t2i, layout, molecule, toy." in text
+    # every option of every verb says what it means
+    verbs = next(a for a in build_parser()._actions if a.dest == "verb").choices
+    silent = [
+        f"{v} {a.option_strings[0]}"
+        for v, p in verbs.items()
+        for a in p._actions
+        if a.option_strings and a.dest != "help" and not a.help
+    ]
+    assert silent == []
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "toy: pretrain, evaluate-model, finetune" in capsys.readouterr().out
