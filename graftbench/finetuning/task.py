@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -48,6 +48,7 @@ class RunInputs:
     features: Path | None = None
 
 
+@runtime_checkable
 class Session(Protocol):
     """One run's task side, open from before fine-tuning until its records are written (it
     may hold data, an evaluation network or a scorer process, released by `close`)."""
@@ -81,6 +82,7 @@ class Session(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
 class FinetuneTask(Protocol):
     """A reward fine-tuning task as the runner sees it."""
 

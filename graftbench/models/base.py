@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -29,6 +29,7 @@ class LoraSettings:
     # UNet attention projections, self- and cross-attention alike (as in SD LoRA training)
 
 
+@runtime_checkable
 class FinetuneModel(Protocol):
     """A model the fine-tuning loop and methods can sample, score and train.
 

@@ -1,0 +1,60 @@
+"""Every model adapter the methods fine-tune and every fine-tuning task has what the methods and the runner call:
+the `FinetuneModel` and `FinetuneTask` Protocols, checked on real instances (a member missing
+from a new adapter fails here, not in the middle of a run). The pixel flow model is sampled
+and corrected (INC), never fine-tuned by a reward, so it is not one."""
+
+from __future__ import annotations
+
+import pytest
+
+from graftbench import tasks
+from graftbench.config import parse
+from graftbench.finetuning.task import FinetuneTask
+from graftbench.models.base import FinetuneModel
+
+
+def adapters():
+    from graftbench.tasks.layout.model import LayoutAdapter, LayoutModelConfig
+    from graftbench.tasks.molecule.model import MoleculeAdapter, MoleculeModelConfig
+    from graftbench.tasks.molecule.tokens import Vocabulary
+    from graftbench.tasks.t2i.model import Text2ImageAdapter
+    from graftbench.tasks.t2i.model_config import Text2ImageConfig
+
+    t2i = dict(
+        block_out_channels=[8, 16],
+        cross_attention_levels=[1],
+        norm_num_groups=4,
+        attention_heads=2,
+        text_hidden_size=16,
+        text_layers=1,
+        text_heads=2,
+        text_intermediate_size=32,
+    )
+    vocab = Vocabulary.from_smiles(["CCO", "c1ccccc1"], "selfies")
+    return {
+        "t2i": Text2ImageAdapter.from_config(parse(Text2ImageConfig, t2i, "model")),
+        "layout": LayoutAdapter(LayoutModelConfig(width=16, layers=1, heads=2)),
+        "molecule": MoleculeAdapter(
+            MoleculeModelConfig(length=8, width=16, layers=1, heads=2), vocab
+        ),
+    }
+
+
+def test_every_adapter_is_a_finetune_model():
+    built = adapters()
+    members = {*FinetuneModel.__annotations__, *(n for n in vars(FinetuneModel) if n[0] != "_")}
+    missing = {
+        name: sorted(m for m in members if not hasattr(model, m)) for name, model in built.items()
+    }
+    assert all(isinstance(m, FinetuneModel) for m in built.values()), missing
+
+
+@pytest.mark.parametrize("name", ["t2i", "layout", "molecule"])
+def test_every_fine_tuning_task_is_a_finetune_task(name):
+    task = tasks.get(name)
+    assert isinstance(task.finetune, FinetuneTask)
+    assert {"evaluate-model", "finetune", "aggregate"} <= set(task.verbs)
+
+
+def test_the_unconditional_task_offers_no_finetuning():
+    assert tasks.get("unconditional").finetune is None
