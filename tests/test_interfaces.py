@@ -19,20 +19,11 @@ def adapters():
     from graftbench.tasks.molecule.tokens import Vocabulary
     from graftbench.tasks.t2i.model import Text2ImageAdapter
     from graftbench.tasks.t2i.model_config import Text2ImageConfig
+    from tests.test_text2image import TINY
 
-    t2i = dict(
-        block_out_channels=[8, 16],
-        cross_attention_levels=[1],
-        norm_num_groups=4,
-        attention_heads=2,
-        text_hidden_size=16,
-        text_layers=1,
-        text_heads=2,
-        text_intermediate_size=32,
-    )
     vocab = Vocabulary.from_smiles(["CCO", "c1ccccc1"], "selfies")
     return {
-        "t2i": Text2ImageAdapter.from_config(parse(Text2ImageConfig, t2i, "model")),
+        "t2i": Text2ImageAdapter.from_config(parse(Text2ImageConfig, TINY, "model")),
         "layout": LayoutAdapter(LayoutModelConfig(width=16, layers=1, heads=2)),
         "molecule": MoleculeAdapter(
             MoleculeModelConfig(length=8, width=16, layers=1, heads=2), vocab
