@@ -192,26 +192,21 @@ def field_docs(cls: type) -> dict[str, str]:
     field's lines and the comment lines right below it (a dataclass keeps no field docs)."""
     out: dict[str, str] = {}
     for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
-        lines, _ = inspect.getsourcelines(klass)
-        tree = ast.parse(textwrap.dedent("".join(lines)))
-        for node in tree.body[0].body:
+        source = textwrap.dedent("".join(inspect.getsourcelines(klass)[0]))
+        lines = source.splitlines()
+        comments = {  # source line number -> its comment ('#' inside a string is not one)
+            t.start[0]: t.string[1:].strip()
+            for t in tokenize.generate_tokens(iter(source.splitlines(True)).__next__)
+            if t.type == tokenize.COMMENT
+        }
+        for node in ast.parse(source).body[0].body:
             if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                text = [_comment(line) for line in lines[node.lineno - 1 : node.end_lineno]]
-                for line in lines[node.end_lineno :]:
-                    if not line.strip().startswith("#"):
-                        break
-                    text.append(line.strip()[1:].strip())
+                end = node.end_lineno
+                while end < len(lines) and lines[end].strip().startswith("#"):
+                    end += 1  # the comment lines right below continue it
+                text = (comments.get(n, "") for n in range(node.lineno, end + 1))
                 out[node.target.id] = " ".join(t for t in text if t)
     return out
-
-
-def _comment(line: str) -> str:
-    """The comment of a source line ('' if none); a '#' inside a string is not one."""
-    tokens = tokenize.generate_tokens(iter([line]).__next__)
-    try:
-        return next((t.string[1:].strip() for t in tokens if t.type == tokenize.COMMENT), "")
-    except tokenize.TokenError:  # a line that continues (an open bracket): no comment token yet
-        return line.split("  # ", 1)[1].strip() if "  # " in line else ""
 
 
 def _schema(tp: Any, defs: dict) -> dict:

@@ -389,18 +389,6 @@ def test_configs_reject_bad_values():
 
 # -- the small text-to-image model, unchanged: one round of each method -----------------------
 
-# the tiny size of tests/test_text2image.py
-TINY = dict(
-    block_out_channels=[8, 16],
-    cross_attention_levels=[1],
-    norm_num_groups=4,
-    attention_heads=2,
-    text_hidden_size=16,
-    text_layers=1,
-    text_heads=2,
-    text_intermediate_size=32,
-)
-
 
 @pytest.mark.parametrize("name", ["graft", "pgraft_lora", "ddpo"])
 def test_methods_run_unchanged_on_the_text_to_image_model(name, tmp_path):
@@ -409,6 +397,7 @@ def test_methods_run_unchanged_on_the_text_to_image_model(name, tmp_path):
     from graftbench.tasks.t2i.model_config import Text2ImageConfig
     from graftbench.tasks.t2i.scenes import SceneConfig, split_prompts
     from graftbench.tasks.t2i.verifier import verifier_reward
+    from tests.test_text2image import TINY  # its tiny size
 
     torch.manual_seed(0)
     model = Text2ImageAdapter.from_config(parse(Text2ImageConfig, TINY, "model"))
