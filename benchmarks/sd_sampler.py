@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from graftbench import flops  # noqa: E402
 from graftbench.sampling.diffusion import sample_diffusion  # noqa: E402
 from graftbench.tasks.t2i.network import Text2ImageNetwork  # noqa: E402
 from graftbench.tasks.t2i.stable_diffusion import (  # noqa: E402
@@ -234,10 +234,10 @@ def main() -> None:
     # FLOPs of one sample: the guided UNet calls, the text encoder and the VAE decode
     with torch.no_grad():
         guided = ours.guided(ours.encode_condition(prompts[:1]))  # encodes "" too, uncounted
-    with FlopCounterMode(display=False) as fc, torch.no_grad():
+    with flops.counter() as fc, torch.no_grad():
         guided(latents[:1], torch.tensor([500], device=dev))  # the conditional/unconditional pair
     per_step = fc.get_total_flops()
-    with FlopCounterMode(display=False) as fc, torch.no_grad():
+    with flops.counter() as fc, torch.no_grad():
         ours.encode_condition(prompts[:1])
         ours.decode(latents[:1])
     flops_per_image = per_step * args.steps + fc.get_total_flops()

@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from graftbench import records
+from graftbench import flops, records
 from graftbench.config import ConfigError, check_at_least
 from graftbench.distributed import (
     all_gather_objects,
@@ -63,7 +62,7 @@ class LoopConfig:
     guidance_scale: float | None = None  # CFG weight for adapters with `guided`; None: the
     # model's own default
     sample_batch: int = 64  # trajectories per sampler call (memory, not maths)
-    count_flops: bool = False  # count sampling and training FLOPs with torch's FlopCounterMode
+    count_flops: bool = False  # count sampling and training FLOPs (graftbench.flops.counter)
     # (exact, forward and backward, but slows small models down: wall time is always logged)
     seed: int = 0  # condition order, initial noise, selection and training noise (on several
     # ranks: the condition order is shared, the rest is drawn per rank from `rank_seed`)
@@ -277,7 +276,7 @@ def _cost(count_flops: bool):
     out: dict = {}
     t0 = time.perf_counter()
     if count_flops:
-        with FlopCounterMode(display=False) as counter:
+        with flops.counter() as counter:
             yield out
         out["flops"] = int(counter.get_total_flops())
     else:
