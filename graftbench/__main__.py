@@ -140,8 +140,9 @@ def _task_options(name: str, v: argparse.ArgumentParser) -> None:
         opt(
             "--run",
             required=True,
-            help="graft, graft_<variant> (e.g. threshold, dedup), "
-            "ddpo or pgraft<N_I>; the task's config lists its runs",
+            help="graft, graft_<variant> (e.g. threshold, dedup), self_fit, "
+            "ddpo, pgraft<N_I>, or best_of_m (no fine-tuning: the base's best of M "
+            "samples by the reward); the task's config lists its runs",
         )
         opt(
             "--base",

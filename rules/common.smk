@@ -21,7 +21,7 @@ wildcard_constraints:
     steps=r"\d+",
     csteps=r"\d+",
     solver="euler|heun",
-    run=r"graft|graft_[a-z]+|ddpo|pgraft\d+",
+    run=r"graft|graft_[a-z]+|self_fit|ddpo|pgraft\d+",
 
 
 def config_slice(task, *keys):

@@ -136,6 +136,35 @@ rule finetune_run:
         " --out $(dirname {output.metrics}) > {log} 2>&1"
 
 
+# the best_of_m reference: the base's best of M samples by the reward, no fine-tuning (so no
+# model.pt or rounds.jsonl)
+rule finetune_best_of_m:
+    input:
+        unpack(run_inputs),
+        base=f"{RESULTS}/{{task}}/base/seed{{seed}}/metrics.json",
+    output:
+        metrics=f"{RESULTS}/{{task}}/best_of_m/seed{{seed}}/metrics.json",
+        evaluation=f"{RESULTS}/{{task}}/best_of_m/seed{{seed}}/eval.json",
+    log:
+        f"{RESULTS}/{{task}}/logs/best_of_m_seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/{{task}}/benchmarks/best_of_m_seed{{seed}}.tsv"
+    wildcard_constraints:
+        task=one_of(FT_TASKS),
+    threads: 1
+    params:
+        py=PY,
+        config=lambda w: InlineConfig(w.task),
+        inputs=lambda w, input: cli_inputs(input),
+        config_slice=lambda w: config_slice(w.task, *run_keys(w.task, "best_of_m")),
+        device=SUITE.device,
+    shell:
+        "OMP_NUM_THREADS={threads} {params.py} -m graftbench finetune --task {wildcards.task}"
+        " --config {params.config:q} --model {input.model} {params.inputs} --run best_of_m"
+        " --seed {wildcards.seed} --base $(dirname {input.base}) --device {params.device}"
+        " --out $(dirname {output.metrics}) > {log} 2>&1"
+
+
 rule finetune_table:
     input:
         table_inputs,

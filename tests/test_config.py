@@ -173,3 +173,29 @@ def test_every_schema_key_has_a_description_and_every_setting_its_default():
     )
     # the committed file is this schema (test_workflow checks it byte for byte too)
     assert yaml.safe_load((ROOT / "config/schema.yaml").read_text()) == schema
+
+
+def _layout_cpu(**over):
+    """The layout task's cpu config (tasks/layout.yaml) with `over` merged into its base."""
+    from pathlib import Path
+
+    import yaml
+
+    from graftbench import spec
+
+    data = yaml.safe_load((Path(__file__).parents[1] / "tasks/layout.yaml").read_text())
+    data["layout"]["base"] = spec.merge(data["layout"]["base"], over)
+    return spec.resolve({"profile": "cpu", "tasks": ["layout"], **data}, "layout")
+
+
+def test_every_method_samples_its_rounds_with_the_same_sampler_but_ddpo_its_eta():
+    assert _layout_cpu().ddpo.loop.eta == 1.0 and _layout_cpu().graft.loop.eta == 0.0
+    with pytest.raises(ConfigError, match=r"layout.graft_threshold.loop.eta: 1.0 differs from"):
+        _layout_cpu(graft_threshold={"loop": {"eta": 1.0}})
+    with pytest.raises(ConfigError, match=r"layout.ddpo.loop.num_steps: 10 differs from"):
+        _layout_cpu(ddpo={"loop": {"num_steps": 10}})
+
+
+def test_self_fit_must_keep_every_sample():
+    with pytest.raises(ConfigError, match=r"layout.self_fit.selection.rule: 'top_k' must be"):
+        _layout_cpu(self_fit={"selection": {"rule": "top_k"}})

@@ -1,6 +1,6 @@
 """Adding a task is one package: this module defines a whole reward fine-tuning task (a 2-D
 two-mode mixture, a closed-form reward preferring the right mode), registers it, and runs the
-base, GRAFT, P-GRAFT and DDPO through the command line, the registry and the shared runner,
+base, GRAFT, P-GRAFT, DDPO and the self_fit and best_of_m references through the command line, the registry and the shared runner,
 with no edit to shared code. The README's "Adding a task, a model or a reward" points here."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from graftbench import records, tasks
 from graftbench.__main__ import build_parser, main
 from graftbench.config import parse, to_dict
 from graftbench.finetuning.build import sample_final
-from graftbench.finetuning.task import Evaluation, check_methods, run_names
+from graftbench.finetuning.task import BestOfMConfig, Evaluation, check_methods, run_names
 from graftbench.finetuning.verbs import finetune_verbs
 from graftbench.methods.ddpo import DDPOConfig
 from graftbench.methods.graft import GraftConfig
@@ -82,12 +82,16 @@ class ToyEvaluate:
 
 @dataclass
 class ToyConfig:
-    methods: list[str] = field(default_factory=lambda: ["base", "graft", "pgraft", "ddpo"])
+    methods: list[str] = field(
+        default_factory=lambda: ["base", "graft", "self_fit", "pgraft", "ddpo", "best_of_m"]
+    )
     seeds: list[int] = field(default_factory=lambda: [0])  # fine-tuning + evaluation seeds
     pretrain_steps: int = 600  # optimiser steps of pre-training
     graft: GraftConfig = field(default_factory=GraftConfig)  # GRAFT
     pgraft: PGraftSweep = field(default_factory=PGraftSweep)  # P-GRAFT, one run per N_I
     ddpo: DDPOConfig = field(default_factory=DDPOConfig)  # DDPO
+    self_fit: GraftConfig = field(default_factory=GraftConfig)  # GRAFT keeping all M
+    best_of_m: BestOfMConfig = field(default_factory=BestOfMConfig)  # best of m, no tuning
     evaluate: ToyEvaluate = field(default_factory=ToyEvaluate)  # how runs are scored
 
     def __post_init__(self):
@@ -114,7 +118,7 @@ class ToySession:
     def reward(self):
         return reward
 
-    def evaluate(self, segments, model, seed: int) -> ToyEvaluation:
+    def evaluate(self, segments, model, seed: int, best_of: int = 1) -> ToyEvaluation:
         ev = self.cfg.evaluate
         x = sample_final(
             model,
@@ -123,6 +127,9 @@ class ToySession:
             num_steps=ev.num_steps,
             batch=ev.samples,
             seed=seed + ev.seed_offset,
+            best_of=best_of,
+            reward=reward,
+            conditions=["toy"] * ev.samples,
         )
         metrics = {
             "reward": reward(x, None).mean().item(),
@@ -130,8 +137,8 @@ class ToySession:
         }
         return ToyEvaluation(metrics, x.numpy())
 
-    def curve(self, segments, model, seed: int) -> float:
-        return self.evaluate(segments, model, seed).metrics["reward"]
+    def curve(self, segments, model, seed: int, best_of: int = 1) -> float:
+        return self.evaluate(segments, model, seed, best_of).metrics["reward"]
 
     def compare(self, ev: ToyEvaluation) -> dict:
         if self.base is None:
@@ -182,11 +189,18 @@ TOY = tasks.Task(
 )
 
 LOOP = {"reward_budget": 256, "prompts_per_round": 1, "samples_per_prompt": 64, "num_steps": 10}
+LOOP = {**LOOP, "eta": 0.0}  # every method's loop sampler but DDPO's, which needs eta > 0
 METHOD = {"loop": LOOP, "selection": {"k": 16}, "optim": {"trainable": "full", "lr": 1e-3}}
 CONFIG = {
     "graft": {**METHOD, "epochs": 20},
+    "self_fit": {**METHOD, "selection": {"rule": "all"}, "epochs": 5},
+    "best_of_m": {"m": 4},
     "pgraft": {**METHOD, "epochs": 20, "intermediate_steps": [5]},
-    "ddpo": {"loop": LOOP, "optim": {"trainable": "full", "lr": 3e-3}, "clip_range": 0.2},
+    "ddpo": {
+        "loop": {**LOOP, "eta": 1.0},
+        "optim": {"trainable": "full", "lr": 3e-3},
+        "clip_range": 0.2,
+    },
 }
 
 
@@ -198,7 +212,7 @@ def test_a_task_defined_in_one_module_runs_every_method(tmp_path, monkeypatch, c
     assert main(["pretrain", "--task", "toy", "--config", cfg, "--out", model]) == 0
     assert main(["evaluate-model", *common, "--out", str(tmp_path / "base")]) == 0
     runs = parse(ToyConfig, CONFIG, "toy").runs()
-    assert runs == ["base", "graft", "pgraft5", "ddpo"]
+    assert runs == ["base", "graft", "self_fit", "pgraft5", "ddpo", "best_of_m"]
     for run in runs[1:]:
         out = ["--run", run, "--base", str(tmp_path / "base"), "--out", str(tmp_path / run)]
         assert main(["finetune", *common, *out]) == 0
@@ -211,13 +225,24 @@ def test_a_task_defined_in_one_module_runs_every_method(tmp_path, monkeypatch, c
     }
     base = got["base"]
     assert 0.3 < base["right"] < 0.7  # the pre-trained model has both modes
-    for run in runs[1:]:
+    for run in runs[1:-1]:
         m = got[run]
         assert m["reward_queries"] == LOOP["reward_budget"] and m["run"] == run
         assert m["sampler_flops"] > 0 and m["drift"] > 0 and math.isfinite(m["curve_reward"])
         assert (tmp_path / run / "rounds.jsonl").exists() and (tmp_path / run / "model.pt").exists()
     # selection moves the mass towards the rewarded mode on this easy problem
     assert got["graft"]["reward"] > base["reward"] + 0.2 and got["graft"]["right"] > 0.8
+    # self_fit keeps every sample: its training examples are all it drew, every epoch
+    assert got["self_fit"]["train_examples"] == LOOP["reward_budget"] * 5
+    # best_of_m: its first draw is the base's noise, so each point scores at least the base's
+    # point, at m times the base's sampling FLOPs; no fine-tuning, no model
+    best, pts = got["best_of_m"], np.load(tmp_path / "best_of_m" / "points.npy")
+    base_pts = torch.as_tensor(np.load(tmp_path / "base" / "points.npy"))
+    gain = reward(torch.as_tensor(pts), None) - reward(base_pts, None)
+    assert gain.min() >= 0 and (gain > 0).float().mean() > 0.5
+    assert best["inference_flops"] == 4 * base["inference_flops"] > 0
+    assert best["reward_queries"] == 0 and best["inference_reward_queries"] == 4
+    assert not (tmp_path / "best_of_m" / "model.pt").exists()
     assert "graft: reward" in capsys.readouterr().out
 
 

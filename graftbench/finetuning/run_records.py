@@ -65,17 +65,19 @@ def run_record(
     }
 
 
-def base_record(seed: int, f_call: int, t0: float, device: str) -> dict:
-    """metrics.json of the base run: no fine-tuning compute."""
+def base_record(run: str, seed: int, f_call: int, nfe: int, t0: float, device: str) -> dict:
+    """metrics.json of a run without fine-tuning (the base; best_of_m): no fine-tuning
+    compute; inference_flops: FLOPs per evaluation sample, `nfe` network calls of f_call."""
     return {
-        "run": "base",
-        "method": "base",
+        "run": run,
+        "method": run,
         "seed": seed,
         "reward_queries": 0,
         "sampler_nfe": 0,
         "sampler_flops": 0,
         "train_flops": 0,
         "flops_per_call": f_call,
+        "inference_flops": nfe * f_call,
         "wall_s": time.perf_counter() - t0,
         "device": device,
         "versions": records.versions(),

@@ -21,8 +21,10 @@ from graftbench.distributed import is_writer
 from graftbench.finetuning.build import build_method, eval_segments, plain_factory
 from graftbench.finetuning.run_records import base_record, flops_per_call, run_record
 from graftbench.finetuning.task import Evaluation, FinetuneTask, RunInputs, Session
+from graftbench.models.base import FinetuneModel
 
 LOOP_CHECKPOINT = "loop.partial"  # the fine-tuning loop's resumable state, in the run folder
+BEST_OF_M = "best_of_m"  # the reference run that samples M and keeps the best (`best_of_m`)
 
 
 def check_inputs(task: FinetuneTask, inputs: RunInputs, verb: str) -> None:
@@ -57,10 +59,52 @@ def evaluate_base(
         session.close()
     # the reference the fine-tuned runs' drift and paired changes are measured from
     ev.metrics.update(session.compare(ev))
-    metrics = base_record(seed, flops_per_call(model, task.probe_condition), t0, device)
+    f_call = flops_per_call(model, task.probe_condition)
+    metrics = base_record("base", seed, f_call, inference_nfe(cfg, model), t0, device)
     metrics = with_evaluator(metrics, session)
     write_run(out, cfg, session, ev, metrics)
     return {**metrics, **ev.metrics}
+
+
+def best_of_m(
+    task: FinetuneTask,
+    cfg: Any,
+    model_path: Path,
+    seed: int,
+    base: Path,
+    out: Path,
+    device: str = "cpu",
+    inputs: RunInputs | None = None,
+) -> dict:
+    """The `best_of_m` reference run: no fine-tuning; every evaluation sample (and curve
+    point) is the best of m = `best_of_m.m` draws of the pre-trained model by the task's
+    reward (with GRAFT's M, what its top-1 law aims to distil into the model), paid for at
+    inference time: m times the sampling and m reward queries per sample. Compared with
+    the base run in folder `base` like a fine-tuned run."""
+    inputs = inputs or RunInputs()
+    check_inputs(task, inputs, "finetune")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    m = cfg.best_of_m.m
+    session = task.open(cfg, inputs, out, device, base)
+    try:
+        model = task.load_model(model_path, device)
+        segments = [(plain_factory(model), None)]
+        ev = session.evaluate(segments, model, seed, best_of=m)
+        ev.metrics["curve_reward"] = session.curve(segments, model, seed, best_of=m)
+    finally:
+        session.close()
+    ev.metrics.update(session.compare(ev))
+    f_call = flops_per_call(model, task.probe_condition)
+    metrics = base_record(BEST_OF_M, seed, f_call, m * inference_nfe(cfg, model), t0, device)
+    metrics = {**with_evaluator(metrics, session), "best_of": m, "inference_reward_queries": m}
+    write_run(out, cfg, session, ev, metrics)
+    return {**metrics, **ev.metrics}
+
+
+def inference_nfe(cfg: Any, model: FinetuneModel) -> int:
+    """Network calls per sample of the evaluation sampler (a guided pair counts twice)."""
+    return cfg.evaluate.num_steps * model.calls_per_step()
 
 
 def finetune(
@@ -107,6 +151,7 @@ def finetune(
     ev.metrics["curve_reward"] = rows[-1]["curve_reward"]
     f_call = flops_per_call(model, task.probe_condition)
     metrics = run_record(rows, run, seed, n_i, f_call, model.calls_per_step(), t0, train_s, device)
+    metrics["inference_flops"] = inference_nfe(cfg, model) * f_call
     metrics = with_evaluator(metrics, session)
     model.save(out / "model.pt", to_dict(cfg))
     write_run(out, cfg, session, ev, metrics)

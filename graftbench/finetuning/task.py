@@ -21,14 +21,43 @@ from graftbench.models.base import FinetuneModel
 
 class FinetuneConfig(Protocol):
     """A fine-tuning task's typed config: these sections, plus any the task adds. A section
-    `graft_<variant>` (a `GraftConfig`, e.g. graft_threshold) is one more GRAFT run."""
+    `graft_<variant>` (a `GraftConfig`, e.g. graft_threshold) is one more GRAFT run; the
+    reference runs `self_fit` (a `GraftConfig` with selection rule all) and `best_of_m` (a
+    `BestOfMConfig`) are sections too."""
 
-    methods: list[str]  # base, graft, graft_<variant>, pgraft, ddpo: the runs of the table
+    methods: list[str]  # base, graft, graft_<variant>, self_fit, pgraft, ddpo, best_of_m
     seeds: list[int]  # fine-tuning and evaluation seeds
     graft: Any  # methods.graft.GraftConfig
     pgraft: Any  # methods.pgraft.PGraftSweep
     ddpo: Any  # methods.ddpo.DDPOConfig
     evaluate: Any  # with num_steps (the evaluation sampler's) and curve_every
+
+
+@dataclass
+class BestOfMConfig:
+    """The `best_of_m` reference run: no fine-tuning; each evaluation sample is the best of
+    m draws of the base by the task's reward (the evaluator used at inference time)."""
+
+    m: int = 8  # draws per evaluation sample (GRAFT's M where its groups are per condition)
+
+    def __post_init__(self):
+        if self.m < 2:
+            raise ConfigError(f"best_of_m.m: {self.m} must be at least 2")
+
+
+FINETUNED = ("graft", "self_fit", "pgraft", "ddpo")  # with graft_<variant>: fine-tuning runs
+REFERENCES = ("base", "best_of_m")  # runs without fine-tuning
+
+
+def loop_sampler(loop: Any) -> tuple:
+    """What a fine-tuning loop samples with: (scheduler, steps, eta, guidance)."""
+    return (loop.scheduler, loop.num_steps, loop.eta, loop.guidance_scale)
+
+
+def describe_sampler(loop: Any) -> str:
+    scheduler, steps, eta, guidance = loop_sampler(loop)
+    out = f"{scheduler} {steps} steps eta {eta:g}"
+    return out if guidance is None else f"{out} guidance {guidance:g}"
 
 
 @dataclass
@@ -64,12 +93,17 @@ class Session(Protocol):
     def reward(self) -> Callable[[Any, Sequence], Any]:
         """The loop's reward: (model.decode's output, conditions) -> (batch,) scores."""
 
-    def evaluate(self, segments: list, model: FinetuneModel, seed: int) -> Evaluation:
+    def evaluate(
+        self, segments: list, model: FinetuneModel, seed: int, best_of: int = 1
+    ) -> Evaluation:
         """Sample with the evaluation sampler (segments as `methods.rollout.sample_segments`)
-        and score; the same noise for every method at a seed."""
+        and score; the same noise for every method at a seed. best_of M > 1: each sample is
+        the best of M draws by the session's reward (`build.sample_final`), the first draw
+        on the others' noise: the `best_of_m` reference run."""
 
-    def curve(self, segments: list, model: FinetuneModel, seed: int) -> float:
-        """One point of the reward-against-queries curve: the mean reward on a fixed subset."""
+    def curve(self, segments: list, model: FinetuneModel, seed: int, best_of: int = 1) -> float:
+        """One point of the reward-against-queries curve: the mean reward on a fixed subset
+        (best_of: as in `evaluate`)."""
 
     def compare(self, evaluation: Evaluation) -> dict:
         """Columns against the base run given to `FinetuneTask.open` (drift, paired changes);
@@ -126,13 +160,20 @@ def check_methods(cfg: FinetuneConfig, task: str) -> None:
         raise ConfigError(
             f"{task}.methods: must include 'base' (improvement and drift are measured against it)"
         )
-    budgets = {m: method_config(cfg, m).loop.reward_budget for m in cfg.methods if m != "base"}
+    tuned = [m for m in cfg.methods if m not in REFERENCES]
+    budgets = {m: method_config(cfg, m).loop.reward_budget for m in tuned}
     if len(set(budgets.values())) > 1:
         (m0, b0), *rest = budgets.items()
         m1, b1 = next(kv for kv in rest if kv[1] != b0)
         raise ConfigError(
             f"{task}.{m1}.loop.reward_budget: {b1} differs from {task}.{m0}"
             f".loop.reward_budget ({b0}); methods are compared at equal reward queries"
+        )
+    check_loop_samplers(cfg, task, tuned)
+    if "self_fit" in cfg.methods and cfg.self_fit.selection.rule != "all":
+        raise ConfigError(
+            f"{task}.self_fit.selection.rule: {cfg.self_fit.selection.rule!r} must be 'all' "
+            "(self_fit is GRAFT's update on every sample, without selection)"
         )
     steps = cfg.evaluate.num_steps
     if "pgraft" in cfg.methods and cfg.pgraft.loop.num_steps != steps:
@@ -141,6 +182,26 @@ def check_methods(cfg: FinetuneConfig, task: str) -> None:
             f"{task}.evaluate.num_steps ({steps}): P-GRAFT switches models at a state index "
             "of that grid"
         )
+
+
+def check_loop_samplers(cfg: FinetuneConfig, task: str, methods: list[str]) -> None:
+    """Every fine-tuning method samples its rounds with the same sampler (scheduler, steps,
+    eta, guidance), so a table compares methods, not samplers; DDPO alone may differ in eta,
+    which its policy gradient needs above 0 (a density for every step)."""
+    ref = next((m for m in methods if m != "ddpo"), None)
+    if ref is None:
+        return
+    want = loop_sampler(method_config(cfg, ref).loop)
+    names = ("scheduler", "num_steps", "eta", "guidance_scale")
+    for m in methods:
+        got = loop_sampler(method_config(cfg, m).loop)
+        for i, name in enumerate(names):
+            if got[i] != want[i] and not (m == "ddpo" and name == "eta"):
+                raise ConfigError(
+                    f"{task}.{m}.loop.{name}: {got[i]} differs from {task}.{ref}.loop.{name} "
+                    f"({want[i]}); every method samples its rounds with the same sampler "
+                    "(DDPO alone may differ in eta, which it needs above 0)"
+                )
 
 
 def method_config(cfg: FinetuneConfig, method: str) -> Any:

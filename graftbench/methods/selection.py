@@ -8,6 +8,8 @@ reward under the sampling model p and the samples i.i.d., the accepted samples f
   - threshold:   p_acc(x) = p(x) * 1[r >= tau] / P(r >= tau)
   - RSO-style:   accept with probability exp((r - r_max) / beta), so p_acc ∝ p(x) exp(r / beta)
                  when r_max bounds the reward (Liu et al. 2024, "Statistical rejection sampling").
+  - all:         every sample (K = M): p_acc = p, no selection; the `self_fit` reference run,
+                 whose change is the drift of fitting the model's own samples alone.
 De-duplication (optional, before any rule) keeps the first of identical samples in a group;
 the paper stresses it for molecules, where a model collapsing onto one SMILES would otherwise
 fill the accepted set with copies.
@@ -24,7 +26,8 @@ import torch
 
 @dataclass
 class SelectionConfig:
-    rule: Literal["top_k", "best_of_n", "threshold", "rso"] = "top_k"  # acceptance rule
+    rule: Literal["top_k", "best_of_n", "threshold", "rso", "all"] = "top_k"  # acceptance
+    # rule (all: keep every sample, the self_fit reference)
     k: int = 1  # samples kept per condition by top_k
     tau: float = 0.5  # reward threshold of the threshold rule
     beta: float = 0.1  # temperature of the RSO rule
@@ -62,6 +65,8 @@ def select(
         return mask & valid
     if cfg.rule == "threshold":
         return valid & (r >= cfg.tau)
+    if cfg.rule == "all":
+        return valid
     if cfg.rule == "rso":
         r_max = r.max(1, keepdim=True).values if cfg.r_max is None else cfg.r_max
         p = torch.exp((r - r_max) / cfg.beta).clamp(max=1.0)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from graftbench.config import ConfigError, check_at_least
-from graftbench.finetuning.task import check_methods, run_names
+from graftbench.finetuning.task import BestOfMConfig, check_methods, run_names
 from graftbench.methods.ddpo import DDPOConfig
 from graftbench.methods.graft import GraftConfig
 from graftbench.methods.pgraft import PGraftSweep
@@ -17,7 +17,7 @@ from graftbench.tasks.layout.metrics import RewardConfig
 from graftbench.tasks.layout.model import LayoutModelConfig
 from graftbench.train import TrainConfig
 
-Method = Literal["base", "graft", "graft_threshold", "pgraft", "ddpo"]
+Method = Literal["base", "graft", "graft_threshold", "self_fit", "pgraft", "ddpo", "best_of_m"]
 
 
 @dataclass
@@ -76,6 +76,11 @@ class LayoutConfig:
     )  # GRAFT with the threshold rule
     pgraft: PGraftSweep = field(default_factory=PGraftSweep)  # P-GRAFT, one run per N_I
     ddpo: DDPOConfig = field(default_factory=DDPOConfig)  # the policy-gradient baseline
+    self_fit: GraftConfig = field(
+        default_factory=lambda: GraftConfig(selection=SelectionConfig(rule="all"))
+    )  # reference run: GRAFT's update on all M samples (selection.rule must be all)
+    best_of_m: BestOfMConfig = field(default_factory=BestOfMConfig)  # reference run: the
+    # base's best of m samples by the reward, no fine-tuning
     evaluate: LayoutEvaluateConfig = field(default_factory=LayoutEvaluateConfig)  # scoring
 
     def __post_init__(self):

@@ -78,10 +78,16 @@ def diversity(boxes: np.ndarray, conditions: list, per_condition: int) -> float:
 
 
 def sample_boxes(
-    segments, model, conditions: list, ev: LayoutEvaluateConfig, seed: int
+    segments,
+    model,
+    conditions: list,
+    ev: LayoutEvaluateConfig,
+    seed: int,
+    best_of: int = 1,
+    reward=None,
 ) -> np.ndarray:
     """Boxes (n, L, 4) in page units for class sequences `conditions` from the evaluation
-    sampler."""
+    sampler (best_of, reward: the best of that many draws by `reward`, as `sample_final`)."""
     final = sample_final(
         model,
         segments,
@@ -90,6 +96,9 @@ def sample_boxes(
         eta=ev.eta,
         batch=ev.batch_size,
         seed=seed,
+        best_of=best_of,
+        reward=reward,
+        conditions=list(conditions),
     )
     with torch.no_grad():
         return model.decode(final).cpu().numpy()
@@ -132,14 +141,16 @@ class LayoutSession:
     def reward(self):
         return reward_fn(self.cfg.reward)
 
-    def evaluate(self, segments, model, seed: int) -> LayoutEvaluation:
+    def evaluate(self, segments, model, seed: int, best_of: int = 1) -> LayoutEvaluation:
         """Metrics and the sampled boxes (held-out first, then training conditions)."""
         from graftbench.metrics.fid import fid
         from graftbench.tasks.layout import metrics
 
         cfg, ev = self.cfg, self.cfg.evaluate
         conds = self.held_conditions + self.train_conditions
-        boxes = sample_boxes(segments, model, conds, ev, seed + ev.seed_offset)
+        boxes = sample_boxes(
+            segments, model, conds, ev, seed + ev.seed_offset, best_of, self.reward()
+        )
         nh = len(self.held)
         gen = as_layouts(boxes[:nh], self.held_conditions)
         out = {
@@ -154,11 +165,13 @@ class LayoutSession:
         }
         return LayoutEvaluation(out, boxes)
 
-    def curve(self, segments, model, seed: int) -> float:
+    def curve(self, segments, model, seed: int, best_of: int = 1) -> float:
         """Mean reward on the first `curve_conditions` held-out conditions."""
         ev = self.cfg.evaluate
         conds = self.held_conditions[: ev.curve_conditions]
-        boxes = sample_boxes(segments, model, conds, ev, seed + ev.seed_offset)
+        boxes = sample_boxes(
+            segments, model, conds, ev, seed + ev.seed_offset, best_of, self.reward()
+        )
         return layout_metrics(as_layouts(boxes, conds), self.cfg)["reward"]
 
     def compare(self, ev: LayoutEvaluation) -> dict:

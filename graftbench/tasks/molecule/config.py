@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from graftbench.config import ConfigError, check_at_least
-from graftbench.finetuning.task import check_methods, run_names
+from graftbench.finetuning.task import BestOfMConfig, check_methods, run_names
 from graftbench.methods.ddpo import DDPOConfig
 from graftbench.methods.graft import GraftConfig
 from graftbench.methods.pgraft import PGraftSweep
@@ -14,7 +14,7 @@ from graftbench.methods.selection import SelectionConfig
 from graftbench.tasks.molecule.model import MoleculeModelConfig
 from graftbench.train import TrainConfig
 
-Method = Literal["base", "graft", "graft_dedup", "pgraft", "ddpo"]
+Method = Literal["base", "graft", "graft_dedup", "self_fit", "pgraft", "ddpo", "best_of_m"]
 Reward = Literal["drug_likeness", "qed", "sa", "validity"]
 CONDITION = "molecule"  # the one condition of unconditional generation
 
@@ -70,6 +70,11 @@ class MoleculeConfig:
     )  # GRAFT with de-duplication (selection.dedup must be true)
     pgraft: PGraftSweep = field(default_factory=PGraftSweep)  # P-GRAFT, one run per N_I
     ddpo: DDPOConfig = field(default_factory=DDPOConfig)  # the policy-gradient baseline
+    self_fit: GraftConfig = field(
+        default_factory=lambda: GraftConfig(selection=SelectionConfig(rule="all"))
+    )  # reference run: GRAFT's update on all M samples (selection.rule must be all)
+    best_of_m: BestOfMConfig = field(default_factory=BestOfMConfig)  # reference run: the
+    # base's best of m samples by the reward, no fine-tuning
     evaluate: MoleculeEvaluateConfig = field(default_factory=MoleculeEvaluateConfig)  # scoring
 
     def __post_init__(self):

@@ -26,9 +26,17 @@ from graftbench.tasks.molecule.config import CONDITION, MoleculeConfig, Molecule
 from graftbench.tasks.molecule.splits import load_split, molecule_metrics, reward_fn
 
 
-def sample_tokens(segments, model, n: int, ev: MoleculeEvaluateConfig, seed: int) -> torch.Tensor:
+def sample_tokens(
+    segments,
+    model,
+    n: int,
+    ev: MoleculeEvaluateConfig,
+    seed: int,
+    best_of: int = 1,
+    reward=None,
+) -> torch.Tensor:
     """(n, L) final token states from the evaluation sampler (P-GRAFT: fine-tuned down to
-    N_I, base after)."""
+    N_I, base after; best_of, reward: the best of that many draws, as `sample_final`)."""
     final = sample_final(
         model,
         segments,
@@ -37,6 +45,9 @@ def sample_tokens(segments, model, n: int, ev: MoleculeEvaluateConfig, seed: int
         batch=ev.batch_size,
         seed=seed,
         scheduler="masked",
+        best_of=best_of,
+        reward=reward,
+        conditions=[CONDITION] * n,
     )
     return final.cpu()
 
@@ -91,22 +102,26 @@ class MoleculeSession:
     def reward(self):
         return reward_fn(self.cfg)
 
-    def evaluate(self, segments, model, seed: int) -> MoleculeEvaluation:
+    def evaluate(self, segments, model, seed: int, best_of: int = 1) -> MoleculeEvaluation:
         """Metrics of `evaluate.samples` fresh molecules, their token states and SMILES."""
         from graftbench.tasks.molecule.metrics import fcd_from_stats
 
         ev = self.cfg.evaluate
-        tokens = sample_tokens(segments, model, ev.samples, ev, seed + ev.seed_offset)
+        tokens = sample_tokens(
+            segments, model, ev.samples, ev, seed + ev.seed_offset, best_of, self.reward()
+        )
         smiles = model.decode(tokens)
         out = molecule_metrics(smiles, self.train, self.cfg)
         if self.fcd_ref is not None:
             out["fcd"] = fcd_from_stats(smiles, self.fcd_ref, self.device)
         return MoleculeEvaluation(out, tokens.numpy(), smiles)
 
-    def curve(self, segments, model, seed: int) -> float:
+    def curve(self, segments, model, seed: int, best_of: int = 1) -> float:
         """Mean reward (invalid = 0) of the first `curve_samples` evaluation molecules."""
         ev = self.cfg.evaluate
-        tokens = sample_tokens(segments, model, ev.curve_samples, ev, seed + ev.seed_offset)
+        tokens = sample_tokens(
+            segments, model, ev.curve_samples, ev, seed + ev.seed_offset, best_of, self.reward()
+        )
         return float(np.mean(reward_fn(self.cfg)(model.decode(tokens), None)))
 
     def compare(self, ev: MoleculeEvaluation) -> dict:

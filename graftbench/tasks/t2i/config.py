@@ -6,16 +6,17 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from graftbench.config import ConfigError, check_at_least
-from graftbench.finetuning.task import check_methods, run_names
+from graftbench.finetuning.task import BestOfMConfig, check_methods, run_names
 from graftbench.methods.ddpo import DDPOConfig
 from graftbench.methods.graft import GraftConfig
 from graftbench.methods.pgraft import PGraftSweep
+from graftbench.methods.selection import SelectionConfig
 from graftbench.tasks.t2i.model_config import StableDiffusionConfig, Text2ImageConfig
 from graftbench.tasks.t2i.scenes import SceneConfig
 from graftbench.tasks.t2i.verifier import VerifierConfig
 from graftbench.train import TrainConfig
 
-Method = Literal["base", "graft", "pgraft", "ddpo"]
+Method = Literal["base", "graft", "self_fit", "pgraft", "ddpo", "best_of_m"]
 
 
 @dataclass
@@ -89,6 +90,11 @@ class T2IConfig:
     graft: GraftConfig = field(default_factory=GraftConfig)  # loop.seed: replaced by the run's
     pgraft: PGraftSweep = field(default_factory=PGraftSweep)  # P-GRAFT, one run per N_I
     ddpo: DDPOConfig = field(default_factory=DDPOConfig)  # the policy-gradient baseline
+    self_fit: GraftConfig = field(
+        default_factory=lambda: GraftConfig(selection=SelectionConfig(rule="all"))
+    )  # reference run: GRAFT's update on all M samples (selection.rule must be all)
+    best_of_m: BestOfMConfig = field(default_factory=BestOfMConfig)  # reference run: the
+    # base's best of m samples by the reward, no fine-tuning
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)  # how every run is scored
 
     def __post_init__(self):

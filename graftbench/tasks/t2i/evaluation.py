@@ -31,9 +31,16 @@ class T2IEvaluation(Evaluation):
 
 
 def sample_images(
-    segments, model, prompts: list[Prompt], ev: EvaluateConfig, seed: int
+    segments,
+    model,
+    prompts: list[Prompt],
+    ev: EvaluateConfig,
+    seed: int,
+    best_of: int = 1,
+    reward=None,
 ) -> np.ndarray:
-    """Images (n, H, W, 3) uint8 for `prompts` from the evaluation sampler."""
+    """Images (n, H, W, 3) uint8 for `prompts` from the evaluation sampler (best_of, reward:
+    the best of that many draws by `reward`, as `sample_final`)."""
     final = sample_final(
         model,
         segments,
@@ -42,6 +49,9 @@ def sample_images(
         eta=ev.eta,
         batch=ev.batch_size,
         seed=seed,
+        best_of=best_of,
+        reward=reward,
+        conditions=prompts,
     )
     # decoded a sampler batch at a time and kept as uint8 on the host: at 512 px a float32
     # image is 3 MB, and an SD evaluation holds thousands
@@ -125,14 +135,16 @@ class T2ISession:
 
         return image_reward(self.judge.reward())
 
-    def evaluate(self, segments, model, seed: int) -> T2IEvaluation:
+    def evaluate(self, segments, model, seed: int, best_of: int = 1) -> T2IEvaluation:
         """Held-out and training-prompt metrics plus diversity, with the images (held-out
         first, each prompt-major with samples_per_prompt images, then training, with
         train_samples_per_prompt) and each image's score."""
         ev, sets = self.cfg.evaluate, eval_prompts(self.cfg)
         k = ev.samples_per_prompt
         held, train = ([p for p in ps for _ in range(n)] for ps, n in evaluated(self.cfg))
-        images = sample_images(segments, model, held + train, ev, seed + ev.seed_offset)
+        images = sample_images(
+            segments, model, held + train, ev, seed + ev.seed_offset, best_of, self.reward()
+        )
         held_metrics, held_scores = self.judge.score(images[: len(held)], held, "heldout")
         train_metrics, train_scores = self.judge.score(images[len(held) :], train, "train")
         metrics = {
@@ -146,10 +158,12 @@ class T2ISession:
         }
         return T2IEvaluation(metrics, images, np.concatenate([held_scores, train_scores]))
 
-    def curve(self, segments, model, seed: int) -> float:
+    def curve(self, segments, model, seed: int, best_of: int = 1) -> float:
         """Mean score on the curve's held-out subset, one image per prompt."""
         prompts, ev = eval_prompts(self.cfg)["curve"], self.cfg.evaluate
-        images = sample_images(segments, model, prompts, ev, seed + ev.seed_offset)
+        images = sample_images(
+            segments, model, prompts, ev, seed + ev.seed_offset, best_of, self.reward()
+        )
         return self.judge.score(images, prompts, "curve")[0]["curve_reward"]
 
     def compare(self, ev: T2IEvaluation) -> dict:
