@@ -145,6 +145,21 @@ def test_fcd_self_zero_other_positive_invalid_left_out(tmp_path):
     assert math.isnan(M.fcd_from_stats(["CCO", "xyz"], ref))
 
 
+def test_fcd_is_fcd_torch_and_keeps_its_earlier_values():
+    fcd_torch = pytest.importorskip("fcd_torch")
+    drugs = _zinc(100)
+    a, b = drugs[:50], drugs[50:]
+    chains = [f"{'C' * k}{end}" for k in range(1, 26) for end in ("", "O")]
+    direct = fcd_torch.FCD(device="cpu", n_jobs=1)  # all valid: fcd-torch would raise if not
+    for gen in (b, chains):
+        assert M.fcd(gen, a) == pytest.approx(float(direct(gen=gen, ref=a)), rel=1e-12)
+    # what the module gave before it called fcd-torch (its own ChemNet batching, float64
+    # means and an eigh square root): the switch moved them by < 1e-7 relative
+    assert M.fcd(b, a) == pytest.approx(27.053528914277905, rel=1e-6)
+    assert M.fcd(chains, a) == pytest.approx(54.08529132993729, rel=1e-6)
+    assert M.fcd([*b, "xyz", "", None], a) == M.fcd(b, a)  # invalid samples left out
+
+
 def test_summary_on_a_small_batch():
     smiles = ["CCO", "OCC", "c1ccccc1", "C1CC", "", "CCN"]
     out = M.summary(smiles, {"CCO"}, reward="qed")

@@ -174,7 +174,9 @@ def internal_diversity(smiles: Sequence[str], radius: int = 2, n_bits: int = 102
 
 @dataclass
 class FCDStats:
-    """ChemNet penultimate-layer statistics of a set: `mu` (512,), `sigma` (512, 512), n."""
+    """ChemNet penultimate-layer statistics of a set, as fcd-torch's `FCD.precalc` returns
+    them: `mu` (512,) (float32, fcd-torch's dtype), `sigma` (512, 512) float64; and `n`, the
+    number of valid molecules behind them. `save`/`load`: an .npz with mu, sigma and n."""
 
     mu: np.ndarray
     sigma: np.ndarray
@@ -188,79 +190,75 @@ class FCDStats:
         with np.load(path) as f:
             return cls(f["mu"], f["sigma"], int(f["n"]))
 
+    def pref(self) -> dict[str, np.ndarray]:
+        """The statistics as fcd-torch takes them (`FCD(pref=...)`, `FCD.metric`)."""
+        return {"mu": self.mu, "sigma": self.sigma}
 
-@functools.lru_cache(maxsize=4)
-def _chemnet(device: str):
+
+def _fcd_torch():
     try:
         import fcd_torch
-        import torch
-        from fcd_torch.utils import load_imported_model
     except ImportError as err:
         raise ImportError(
             "FCD needs the fcd-torch package (ChemNet weights included): "
             "pip install fcd-torch==1.0.7"
         ) from err
-    path = os.path.join(os.path.dirname(fcd_torch.__file__), "ChemNet_v0.13_pretrained.pt")
-    return load_imported_model(torch.load(path, weights_only=True)).eval().to(device)
+    return fcd_torch
 
 
-def _activations(smiles: Sequence[str], device: str, batch_size: int = 512) -> np.ndarray:
-    """(n, 512) ChemNet activations of valid SMILES.
+@functools.lru_cache(maxsize=4)
+def _fcd(device: str):
+    """fcd-torch's FCD (ChemNet loaded once per device). n_jobs=1 becomes its DataLoader's
+    num_workers=0: SMILES are parsed in this process, no worker pool is spawned."""
+    return _fcd_torch().FCD(device=device, n_jobs=1, batch_size=512)
 
-    Adapted from fcd_torch 1.0.7's FCD.get_predictions: the same one-hot encoding
-    (SmilesDataset, which re-canonicalises with stereo as MOSES does), batched here without
-    a DataLoader, and stacked with np.concatenate (np.row_stack is deprecated in numpy 2).
-    """
-    import torch
-    from fcd_torch.utils import SmilesDataset
 
-    net, data = _chemnet(device), SmilesDataset(list(smiles), canonize=True)
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(data), batch_size):
-            x = np.stack([data[i] for i in range(start, min(start + batch_size, len(data)))])
-            x = torch.as_tensor(x, dtype=torch.float32, device=device).transpose(1, 2)
-            out.append(net(x).cpu().double().numpy())
-    return np.concatenate(out)
+def _valid(smiles: Sequence[str]) -> list[str]:
+    # Not in fcd-torch: its SmilesDataset raises ValueError at the first invalid SMILES
+    # (it does not skip them), while MOSES computes FCD over the valid samples only.
+    return [s for s in smiles if parse(s) is not None]
 
 
 def fcd_reference_stats(smiles: Sequence[str], device: str = "cpu") -> FCDStats:
-    """ChemNet statistics of the valid molecules of a reference set (compute once, reuse)."""
-    valid = [s for s in smiles if parse(s) is not None]
+    """ChemNet statistics (fcd-torch's `FCD.precalc`) of the valid molecules of a reference
+    set, compute once and reuse. Invalid ones (`parse`) are left out; fcd-torch
+    re-canonicalises the rest with stereo, as MOSES does. ValueError when fewer than 2 are
+    valid (no covariance)."""
+    valid = _valid(smiles)
+    # Not in fcd-torch: precalc only warns and returns {} under 2 molecules, which would
+    # surface later as a NaN for every run; a reference set that small is an input error.
     if len(valid) < 2:
         raise ValueError(f"FCD statistics need at least 2 valid molecules, got {len(valid)}")
-    act = _activations(valid, device)
-    return FCDStats(act.mean(0), np.cov(act, rowvar=False), len(valid))
+    stats = _fcd(device).precalc(valid)
+    return FCDStats(stats["mu"], stats["sigma"], len(valid))
 
 
 def frechet_distance(a: FCDStats, b: FCDStats) -> float:
     """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)): the squared Frechet distance
-    between two Gaussians (Dowson & Landau 1982), as FID (Heusel et al. 2017) and FCD use it.
-
-    Tr (S_a S_b)^(1/2) = Tr (R S_b R)^(1/2) with R = S_a^(1/2), the product being similar to
-    R S_b R, which is symmetric PSD: two `eigh` instead of scipy's general `sqrtm` (same
-    value to ~1e-12 relative on 512-d covariances, several times faster, and never complex).
-    """
-    w, v = np.linalg.eigh(a.sigma)
-    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh(root @ b.sigma @ root), 0, None)).sum()
-    diff = a.mu - b.mu
-    return float(diff @ diff + np.trace(a.sigma) + np.trace(b.sigma) - 2 * tr_covmean)
+    between two Gaussians (Dowson & Landau 1982), as FID (Heusel et al. 2017) and FCD use it;
+    fcd-torch's `calculate_frechet_distance` (scipy's `sqrtm`, the real part kept; it raises
+    ValueError on a large imaginary part). Symmetric up to rounding."""
+    return float(_fcd_torch().calculate_frechet_distance(a.mu, a.sigma, b.mu, b.sigma))
 
 
 def fcd_from_stats(smiles: Sequence[str], ref: FCDStats, device: str = "cpu") -> float:
     """Frechet ChemNet Distance (Preuer et al., J. Chem. Inf. Model. 2018) of the valid
-    samples to precomputed reference statistics; invalid samples are left out, as MOSES
-    does. NaN with fewer than 2 valid samples (no covariance)."""
-    try:
-        gen = fcd_reference_stats(smiles, device)
-    except ValueError:
+    samples to precomputed reference statistics: fcd-torch's `FCD(gen=..., pref=...)` on
+    the valid samples; invalid samples are left out, as MOSES does. NaN with fewer than 2
+    valid samples (no covariance)."""
+    valid = _valid(smiles)
+    # fcd-torch returns NaN here too, but with two warnings, the second blaming the
+    # reference (its `metric` checks the generated sigma under "check ref")
+    if len(valid) < 2:
         return float("nan")
-    return frechet_distance(gen, ref)
+    return float(_fcd(device)(gen=valid, pref=ref.pref()))
 
 
 def fcd(smiles: Sequence[str], ref_smiles: Sequence[str], device: str = "cpu") -> float:
-    """FCD of the valid samples to a reference set; see `fcd_from_stats`."""
+    """FCD of the valid samples to the valid molecules of a reference set, equal to
+    fcd-torch's `FCD(gen=smiles, ref=ref_smiles)` when all are valid; see `fcd_reference_stats`
+    (ValueError under 2 valid reference molecules) and `fcd_from_stats` (NaN under 2 valid
+    samples)."""
     return fcd_from_stats(smiles, fcd_reference_stats(ref_smiles, device), device)
 
 
