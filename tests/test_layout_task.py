@@ -120,7 +120,7 @@ def test_diversity_closed_form():
             {"ddpo": {"loop": {"reward_budget": 128}}},
             r"layout.ddpo.loop.reward_budget: 128 differs",
         ),
-        ({"pgraft": {"loop": {"num_steps": 8}}}, "layout.pgraft.loop.num_steps: 8 must equal"),
+        ({"pgraft": {"loop": {"num_steps": 8}}}, "layout.pgraft.loop.num_steps: 8 differs from"),
         ({"finetune_conditions": 0}, "layout.finetune_conditions: 0 must be at least 1"),
         ({"evaluate": {"curve_conditions": 0}}, "layout.evaluate.curve_conditions: 0 must be"),
         ({"methods": ["graft"]}, "layout.methods: must include 'base'"),
@@ -144,7 +144,15 @@ def test_coco_source_names_the_missing_file(tmp_path):
 
 
 def test_runs_in_table_order():
-    assert smoke_config().runs() == ["base", "graft", "graft_threshold", "pgraft2", "ddpo"]
+    assert smoke_config().runs() == [
+        "base",
+        "graft",
+        "graft_threshold",
+        "self_fit",
+        "pgraft2",
+        "ddpo",
+        "best_of_m",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +207,12 @@ def test_verbs_write_finished_runs(pipeline):
         assert [layout_data.condition(s) for s in samples] == [
             layout_data.condition(h) for h in held
         ]
+        if run == "best_of_m":  # no fine-tuning: the base's best of m, at m times its FLOPs
+            m_draws = cfg.best_of_m.m
+            assert m["reward_queries"] == 0 and m["inference_reward_queries"] == m_draws
+            assert m["inference_flops"] == m_draws * out["base"]["inference_flops"] > 0
+            assert not (root / run / "seed0/model.pt").exists()
+            continue
         if run == "base":
             assert m["reward_queries"] == 0 and m["drift"] == 0
             continue

@@ -44,7 +44,7 @@ def smoke_config(**over) -> MoleculeConfig:
             {"ddpo": {"loop": {"reward_budget": 128}}},
             r"molecule.ddpo.loop.reward_budget: 128 differs",
         ),
-        ({"pgraft": {"loop": {"num_steps": 6}}}, "molecule.pgraft.loop.num_steps: 6 must equal"),
+        ({"pgraft": {"loop": {"num_steps": 6}}}, "molecule.pgraft.loop.num_steps: 6 differs from"),
         ({"methods": ["graft"]}, "molecule.methods: must include 'base'"),
         ({"data": {"source": "file"}}, "molecule.data.file: source 'file' needs a SMILES file"),
         ({"evaluate": {"samples": 0}}, "molecule.evaluate.samples: 0 must be at least 1"),
@@ -58,7 +58,15 @@ def test_config_rules_name_the_key(over, message):
 
 
 def test_runs_in_table_order():
-    assert smoke_config().runs() == ["base", "graft", "graft_dedup", "pgraft4", "ddpo"]
+    assert smoke_config().runs() == [
+        "base",
+        "graft",
+        "graft_dedup",
+        "self_fit",
+        "pgraft4",
+        "ddpo",
+        "best_of_m",
+    ]
 
 
 def test_a_user_smiles_file_names_its_bad_line(tmp_path, capsys):
@@ -169,6 +177,12 @@ def test_verbs_write_finished_runs(pipeline):
         assert 0 <= m["validity"] <= 1 and m["n_invalid"] == round((1 - m["validity"]) * m["n"])
         assert (root / run / "seed0/grid.png").stat().st_size > 0
         assert not (root / run / "seed0/loop.partial").exists()
+        if run == "best_of_m":  # no fine-tuning: the base's best of m, at m times its FLOPs
+            m_draws = cfg.best_of_m.m
+            assert m["reward_queries"] == 0 and m["inference_reward_queries"] == m_draws
+            assert m["inference_flops"] == m_draws * out["base"]["inference_flops"] > 0
+            assert not (root / run / "seed0/model.pt").exists()
+            continue
         if run == "base":
             assert m["reward_queries"] == 0 and m["drift"] == 0 and m["validity"] > 0
             continue

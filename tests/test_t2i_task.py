@@ -270,7 +270,7 @@ def test_the_four_times_budget_override_changes_only_the_budgets():
     config = workflow_config("cpu")
     update_config(config, yaml.safe_load((ROOT / "config/t2i_budget_1536.yaml").read_text()))
     got, cpu = to_dict(resolve(config, "t2i")), to_dict(resolve(workflow_config("cpu"), "t2i"))
-    for method in ("graft", "pgraft", "ddpo"):
+    for method in ("graft", "self_fit", "pgraft", "ddpo"):
         assert (
             got[method]["loop"]["reward_budget"] == 1536 == 4 * cpu[method]["loop"]["reward_budget"]
         )

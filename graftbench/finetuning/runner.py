@@ -20,11 +20,10 @@ from graftbench.config import ConfigError, to_dict
 from graftbench.distributed import is_writer
 from graftbench.finetuning.build import build_method, eval_segments, plain_factory
 from graftbench.finetuning.run_records import base_record, flops_per_call, run_record
-from graftbench.finetuning.task import Evaluation, FinetuneTask, RunInputs, Session
+from graftbench.finetuning.task import BEST_OF_M, Evaluation, FinetuneTask, RunInputs, Session
 from graftbench.models.base import FinetuneModel
 
 LOOP_CHECKPOINT = "loop.partial"  # the fine-tuning loop's resumable state, in the run folder
-BEST_OF_M = "best_of_m"  # the reference run that samples M and keeps the best (`best_of_m`)
 
 
 def check_inputs(task: FinetuneTask, inputs: RunInputs, verb: str) -> None:
@@ -122,7 +121,10 @@ def finetune(
     until the reward budget is spent, recording a held-out curve point every
     `evaluate.curve_every` rounds; then evaluate it and compare it with the base run in
     folder `base` (same evaluation noise). Under torchrun every rank calls this; rank 0
-    alone evaluates and writes, the others return {}."""
+    alone evaluates and writes, the others return {}. Run `best_of_m` is the reference
+    without fine-tuning (`best_of_m`; one process)."""
+    if run == BEST_OF_M:
+        return best_of_m(task, cfg, model_path, seed, base, out, device, inputs)
     inputs = inputs or RunInputs()
     check_inputs(task, inputs, "finetune")
     out.mkdir(parents=True, exist_ok=True)

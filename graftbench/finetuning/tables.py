@@ -1,8 +1,9 @@
 """What the reward fine-tuning tasks' tables and figures share (t2i, layout, molecule): run
-order, the improvement over the base of the same seed, the reward-against-queries curve and
-the P-GRAFT against N_I figure. Each run record holds a headline reward (heldout_reward; the
-molecule task's `reward`) and curve_reward (the evaluation subset scored after fine-tuning
-rounds; the base's at 0 queries)."""
+order, the improvement over the base of the same seed, the reward-against-queries curve (as
+the paired change from the base of the same seed) and the P-GRAFT against N_I figure. Each
+run record holds a headline reward (heldout_reward; the molecule task's `reward`) and
+curve_reward (the evaluation subset scored after fine-tuning rounds; the base's at 0
+queries)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,25 @@ import numpy as np
 import pandas as pd
 
 from graftbench import records
+from graftbench.finetuning.task import BEST_OF_M
 
 # the last columns of every fine-tuning table: drift from the base, then the budget and compute
-COMPUTE = ["drift", "reward_queries", "sampler_nfe", "sampler_flops", "train_flops", "wall_s"]
+# (fine-tuning's) and FLOPs per evaluation sample (best_of_m pays its selection there)
+COMPUTE = [
+    "drift",
+    "reward_queries",
+    "sampler_nfe",
+    "sampler_flops",
+    "train_flops",
+    "inference_flops",
+    "wall_s",
+]
 
 
 def order(run: str) -> tuple:
     method = run.rstrip("0123456789")
-    rank = {"base": 0, "graft": 1, "pgraft": 2, "ddpo": 3}.get(method, 4)
+    ranks = {"base": 0, "graft": 1, "self_fit": 1.75, "pgraft": 2, "ddpo": 3, BEST_OF_M: 5}
+    rank = ranks.get(method, 4)  # best_of_m, the reference without fine-tuning, last
     if method.startswith("graft_"):  # GRAFT's variants (graft_threshold, graft_dedup)
         rank = 1.5
     return rank, int(run[len(method) :] or 0), run
@@ -69,16 +81,23 @@ def plt_agg():
 
 
 def curves(task_dir: Path, runs: pd.DataFrame) -> pd.DataFrame:
-    """(run, seed, reward_queries, curve_reward) rows: each run's rounds.jsonl curve points,
-    preceded by the base's score on the same prompts and noise at 0 queries."""
+    """(run, seed, reward_queries, curve_reward, change) rows: each run's rounds.jsonl curve
+    points, preceded by the base's score on the same prompts and noise at 0 queries; `change`
+    is curve_reward minus the base's of the same seed (the paired change). Runs without a
+    rounds.jsonl (e.g. best_of_m, which has no fine-tuning rounds) are left out."""
     base = runs[runs["run"] == "base"].set_index("seed")["curve_reward"]
     rows = []
     for run, seed in runs.loc[runs["run"] != "base", ["run", "seed"]].itertuples(index=False):
+        path = task_dir / run / f"seed{seed}" / "rounds.jsonl"
+        if not path.exists():
+            continue
         rows.append((run, seed, 0, base.get(seed, np.nan)))
-        for r in records.read_jsonl(task_dir / run / f"seed{seed}" / "rounds.jsonl"):
+        for r in records.read_jsonl(path):
             if "curve_reward" in r:
                 rows.append((run, seed, r["reward_queries"], r["curve_reward"]))
-    return pd.DataFrame(rows, columns=["run", "seed", "reward_queries", "curve_reward"])
+    data = pd.DataFrame(rows, columns=["run", "seed", "reward_queries", "curve_reward"])
+    data["change"] = data["curve_reward"] - data["seed"].map(base)
+    return data
 
 
 def plot_reward_vs_queries(
@@ -88,19 +107,31 @@ def plot_reward_vs_queries(
     ylabel: str = "held-out reward",
     title: str = "Held-out reward during fine-tuning",
 ) -> None:
+    """Each run's paired change of curve_reward from the base of the same seed (same prompts
+    and evaluation noise, so the between-seed spread of the base cancels) against reward
+    queries: mean and 95% CI over seeds; the base is the zero line, best_of_m (no
+    fine-tuning) a dotted line at its mean paired change."""
     from graftbench.aggregate import ci95
 
     plt = plt_agg()
     fig, ax = plt.subplots(figsize=(6, 4))
     data = curves(task_dir, runs)
-    for run in sorted(data["run"].unique(), key=order):
-        g = data[data["run"] == run].groupby("reward_queries")["curve_reward"]
+    ax.axhline(0.0, color="black", ls="--", lw=1, label="base")
+    for run in sorted(set(data["run"]) - {BEST_OF_M}, key=order):
+        g = data[data["run"] == run].groupby("reward_queries")["change"]
         mean, ci = g.mean(), g.agg(ci95)
         ax.plot(mean.index, mean.values, marker="o", ms=3, label=run)
         ax.fill_between(mean.index, mean - ci.fillna(0), mean + ci.fillna(0), alpha=0.15)
+    ref = runs[runs["run"] == BEST_OF_M]
+    if "curve_reward" in runs and not ref.empty:
+        base = runs[runs["run"] == "base"].set_index("seed")["curve_reward"]
+        change = (ref["curve_reward"] - ref["seed"].map(base)).dropna()
+        if not change.empty:
+            label = f"{BEST_OF_M} (no fine-tuning)"
+            ax.axhline(change.mean(), color="dimgray", ls=":", lw=1.5, label=label)
     ax.set_xlabel("reward queries")
-    ax.set_ylabel(ylabel)
-    ax.set_title(f"{title} (mean, 95% CI over seeds)", fontsize=10)
+    ax.set_ylabel(f"{ylabel}:\nchange from the base (same seed)")
+    ax.set_title(f"{title}\n(mean, 95% CI over seeds of the paired change)", fontsize=10)
     ax.legend(fontsize=8)
     save(fig, path)
 

@@ -46,7 +46,8 @@ class BestOfMConfig:
 
 
 FINETUNED = ("graft", "self_fit", "pgraft", "ddpo")  # with graft_<variant>: fine-tuning runs
-REFERENCES = ("base", "best_of_m")  # runs without fine-tuning
+BEST_OF_M = "best_of_m"  # the reference run that keeps the base's best of m samples
+REFERENCES = ("base", BEST_OF_M)  # runs without fine-tuning
 
 
 def loop_sampler(loop: Any) -> tuple:

@@ -32,19 +32,6 @@ def finetune_verbs(task: FinetuneTask) -> dict:
         """Under torchrun every rank runs this; rank 0 alone evaluates, writes and prints."""
         from graftbench.distributed import join_ranks
 
-        if args.run == runner.BEST_OF_M:  # a reference run: no fine-tuning, one process
-            m = runner.best_of_m(
-                task,
-                cfg,
-                Path(args.model),
-                args.seed,
-                Path(args.base),
-                Path(args.out),
-                args.device,
-                inputs(args),
-            )
-            print(task.describe(m))
-            return
         device = join_ranks(args.device)
         m = runner.finetune(
             task,

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from graftbench import records
+from graftbench.finetuning.notes import shared_notes
 from graftbench.finetuning.tables import (
     COMPUTE,
     load_runs,
@@ -71,6 +72,7 @@ def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
         "base's sample for the same condition and noise (deterministic DDIM)",
         "mean ± 95% CI (Student t) over seeds (fine-tuning and evaluation noise; one pre-trained"
         " model); pgraftN: P-GRAFT with the switch at sampler state N_I = N",
+        *shared_notes(task_dir, runs),
         f"versions: {provenance(runs)}",
     ]
     write_table(summary, table, "Layout: reward fine-tuning at equal reward queries", notes)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from graftbench import records
+from graftbench.finetuning.notes import shared_notes
 from graftbench.finetuning.tables import (
     COMPUTE,
     load_runs,
@@ -64,6 +65,7 @@ def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
         "same random numbers; improvement_pct: relative to the base's reward at the same seed",
         "mean ± 95% CI (Student t) over seeds (fine-tuning and evaluation randomness; one "
         "pre-trained model); pgraftN: P-GRAFT with the switch at sampler state N_I = N",
+        *shared_notes(task_dir, runs),
         f"versions: {provenance(runs)}",
     ]
     write_table(summary, table, "Molecules: reward fine-tuning at equal reward queries", notes)

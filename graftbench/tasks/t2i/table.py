@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from graftbench import records
+from graftbench.finetuning.notes import shared_notes
 from graftbench.finetuning.tables import (
     COMPUTE,
     load_runs,
@@ -113,6 +114,7 @@ def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
         "model); pgraftN: P-GRAFT with the switch at sampler state N_I = N",
         _train_change_note(runs),
         PAPER_CLAIM,
+        *shared_notes(task_dir, runs),
         f"versions: {provenance(runs)}",
     ]
     write_table(summary, table, "Text-to-image: reward fine-tuning at equal reward queries", notes)
