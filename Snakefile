@@ -30,7 +30,7 @@ report: "report/workflow.rst"
 
 # Every job runs on one thread: on 2 cores two such jobs at a time gave 1.35-1.7x the
 # throughput of one 2-thread job at a time when measured alone, 1.1-1.2x inside the full cpu
-# run (BENCHMARKS.md), since the small models scale poorly across threads. Pre-training and
+# run (measured for issue 3), since the small models scale poorly across threads. Pre-training and
 # INC's chain carry a priority so the long chains start first. `--set-threads rule=N`
 # overrides it, e.g. on a bigger machine.
 include: "rules/common.smk"

@@ -43,26 +43,9 @@ def evaluate_base(
     device: str = "cpu",
     inputs: RunInputs | None = None,
 ) -> dict:
-    """The pre-trained model, evaluated as every fine-tuned one is: the base run."""
-    inputs = inputs or RunInputs()
-    check_inputs(task, inputs, "evaluate-model")
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    session = task.open(cfg, inputs, out, device, None)
-    try:
-        model = task.load_model(model_path, device)
-        segments = [(plain_factory(model), None)]
-        ev = session.evaluate(segments, model, seed)
-        ev.metrics["curve_reward"] = session.curve(segments, model, seed)
-    finally:
-        session.close()
-    # the reference the fine-tuned runs' drift and paired changes are measured from
-    ev.metrics.update(session.compare(ev))
-    f_call = flops_per_call(model, task.probe_condition)
-    metrics = base_record("base", seed, f_call, inference_nfe(cfg, model), t0, device)
-    metrics = with_evaluator(metrics, session)
-    write_run(out, cfg, session, ev, metrics)
-    return {**metrics, **ev.metrics}
+    """The pre-trained model, evaluated as every fine-tuned one is: the base run, the
+    reference the fine-tuned runs' drift and paired changes are measured from."""
+    return evaluate_pretrained(task, cfg, model_path, seed, out, device, inputs)
 
 
 def best_of_m(
@@ -80,23 +63,42 @@ def best_of_m(
     reward (with GRAFT's M, what its top-1 law aims to distil into the model), paid for at
     inference time: m times the sampling and m reward queries per sample. Compared with
     the base run in folder `base` like a fine-tuned run."""
+    m = cfg.best_of_m.m
+    return evaluate_pretrained(task, cfg, model_path, seed, out, device, inputs, base, m)
+
+
+def evaluate_pretrained(
+    task: FinetuneTask,
+    cfg: Any,
+    model_path: Path,
+    seed: int,
+    out: Path,
+    device: str,
+    inputs: RunInputs | None,
+    base: Path | None = None,
+    best_of: int = 1,
+) -> dict:
+    """Evaluate the pre-trained model without fine-tuning: the base run (best_of 1, no
+    base), or best_of_m (each sample the best of `best_of` draws, compared with `base`)."""
     inputs = inputs or RunInputs()
-    check_inputs(task, inputs, "finetune")
+    check_inputs(task, inputs, "evaluate-model" if base is None else "finetune")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    m = cfg.best_of_m.m
     session = task.open(cfg, inputs, out, device, base)
     try:
         model = task.load_model(model_path, device)
         segments = [(plain_factory(model), None)]
-        ev = session.evaluate(segments, model, seed, best_of=m)
-        ev.metrics["curve_reward"] = session.curve(segments, model, seed, best_of=m)
+        ev = session.evaluate(segments, model, seed, best_of=best_of)
+        ev.metrics["curve_reward"] = session.curve(segments, model, seed, best_of=best_of)
     finally:
         session.close()
     ev.metrics.update(session.compare(ev))
     f_call = flops_per_call(model, task.probe_condition)
-    metrics = base_record(BEST_OF_M, seed, f_call, m * inference_nfe(cfg, model), t0, device)
-    metrics = {**with_evaluator(metrics, session), "best_of": m, "inference_reward_queries": m}
+    run = "base" if base is None else BEST_OF_M
+    nfe = best_of * inference_nfe(cfg, model)
+    metrics = with_evaluator(base_record(run, seed, f_call, nfe, t0, device), session)
+    if base is not None:
+        metrics.update(best_of=best_of, inference_reward_queries=best_of)
     write_run(out, cfg, session, ev, metrics)
     return {**metrics, **ev.metrics}
 

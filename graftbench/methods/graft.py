@@ -41,13 +41,14 @@ class GraftConfig:
     epochs: int = 1  # passes over each round's accepted set (RAFT trains epochs on it)
     t_min: int = 0  # fit the accepted samples only at timesteps t >= t_min (0: the loss of
     # pre-training, as GRAFT specifies). Fitting the model's own samples at low noise teaches
-    # the denoiser their residual errors, which compound over rounds (BENCHMARKS.md: on
-    # layouts, t_min = 100 turned that drift into a gain); GRAFT only, P-GRAFT trains t > t_I
+    # the denoiser their residual errors (a single-seed hypothesis: on layouts, t_min = 100
+    # turned that drift into a gain, docs/notes/2026-12-03-t2i-graft-investigations.md);
+    # GRAFT only, P-GRAFT trains t > t_I
     anchor: float = 0.0  # weight of a penalty on the fine-tuned model's outputs moving away
     # from the pre-trained model's at the same noised sample (losses.denoising_loss), added
     # to the loss; 0: GRAFT as specified. Fitting a small model's own samples can drift it
-    # below the base faster than selection lifts it (BENCHMARKS.md, t2i: -0.17 with no
-    # selection at lr 1e-4, -0.005 with anchor 1). Keeps a second, frozen copy of the
+    # below the base faster than selection lifts it (t2i seed 0: -0.17 with no selection at
+    # lr 1e-4, -0.005 with anchor 1; docs/notes/2026-12-03-t2i-graft-investigations.md). Keeps a second, frozen copy of the
     # network in memory. Denoising losses only: not P-GRAFT's, not a discrete model's
 
     def __post_init__(self):
