@@ -45,7 +45,6 @@ class BestOfMConfig:
             raise ConfigError(f"best_of_m.m: {self.m} must be at least 2")
 
 
-FINETUNED = ("graft", "self_fit", "pgraft", "ddpo")  # with graft_<variant>: fine-tuning runs
 BEST_OF_M = "best_of_m"  # the reference run that keeps the base's best of m samples
 REFERENCES = ("base", BEST_OF_M)  # runs without fine-tuning
 
@@ -53,12 +52,6 @@ REFERENCES = ("base", BEST_OF_M)  # runs without fine-tuning
 def loop_sampler(loop: Any) -> tuple:
     """What a fine-tuning loop samples with: (scheduler, steps, eta, guidance)."""
     return (loop.scheduler, loop.num_steps, loop.eta, loop.guidance_scale)
-
-
-def describe_sampler(loop: Any) -> str:
-    scheduler, steps, eta, guidance = loop_sampler(loop)
-    out = f"{scheduler} {steps} steps eta {eta:g}"
-    return out if guidance is None else f"{out} guidance {guidance:g}"
 
 
 @dataclass
