@@ -28,6 +28,7 @@ DEVICE_SUFFIXES = (
     "_pretrain",
     "_features",
     "_base",
+    "_best_of_m",
     "_run",
     "_sample",
     "_sample_inc",
@@ -145,7 +146,7 @@ def test_slurm_profile_plans_the_whole_workflow_with_the_slurm_executor(workflow
 
 def test_several_gpus_per_job_launch_fine_tuning_under_torchrun(workflow):
     """gpus_per_job = 2: each fine-tuning job asks for two GPUs and starts two ranks with
-    torchrun; every other device job keeps one GPU and starts plainly."""
+    torchrun; every other device job (best_of_m's too) keeps one GPU and starts plainly."""
     run = snakemake(
         workflow,
         "-n",
@@ -164,9 +165,13 @@ def test_several_gpus_per_job_launch_fine_tuning_under_torchrun(workflow):
     for rule, resources in jobs.items():
         want = "2" if rule in finetune_rules() else "1" if rule in device_rules() else None
         assert all(res.get("gpu") == want for res in resources), (rule, resources)
-    launches = [line for line in run.stdout.splitlines() if " finetune --task " in line]
+    lines = [line for line in run.stdout.splitlines() if " finetune --task " in line]
+    launches = [line for line in lines if "--run best_of_m" not in line]
     assert launches and all(
         "torch.distributed.run --standalone --nproc-per-node 2 -m -- graftbench" in line
         for line in launches
     )
+    # best_of_m fine-tunes nothing: one process, one GPU
+    best = [line for line in lines if "--run best_of_m" in line]
+    assert best and not any("torch.distributed" in line for line in best)
     assert sum("torch.distributed.run" in line for line in run.stdout.splitlines()) == len(launches)
