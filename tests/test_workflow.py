@@ -75,9 +75,10 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     t2i = pd.read_csv(tables / "t2i.csv")
     t2i_smoke = yaml.safe_load((wf / "tasks/t2i.yaml").read_text())["t2i"]["profiles"]["smoke"]
     n_i = t2i_smoke["pgraft"]["intermediate_steps"]
-    assert list(t2i["run"]) == ["base", "graft", *[f"pgraft{n}" for n in n_i], "ddpo"]
+    pgraft = [f"pgraft{n}" for n in n_i]
+    assert list(t2i["run"]) == ["base", "graft", "self_fit", *pgraft, "ddpo", "best_of_m"]
     assert (t2i["n_seeds"] == len(t2i_smoke["seeds"])).all()
-    tuned = t2i[t2i["run"] != "base"]
+    tuned = t2i[~t2i["run"].isin(["base", "best_of_m"])]
     assert (tuned["reward_queries_mean"] == t2i_smoke["graft"]["loop"]["reward_budget"]).all()
     assert (tuned["sampler_nfe_mean"] > 0).all() and (tuned["train_flops_mean"] > 0).all()
     assert t2i["heldout_reward_mean"].between(0, 1).all() and t2i["diversity_mean"].notna().all()
@@ -98,6 +99,10 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
         (tuned["train_reward_mean"] - base_train).to_numpy()
     )
     assert "train_change per seed, paired image by image" in (tables / "t2i.md").read_text()
+    assert (
+        "loop samplers (fine-tuning rounds): graft, self_fit, pgraft"
+        in (tables / "t2i.md").read_text()
+    )
     # layout: every run (GRAFT with both rules), at equal reward queries, with the figures
     lay = pd.read_csv(tables / "layout.csv")
     lay_smoke = yaml.safe_load((wf / "tasks/layout.yaml").read_text())["layout"]["profiles"][
@@ -108,11 +113,13 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
         "base",
         "graft",
         "graft_threshold",
+        "self_fit",
         *[f"pgraft{n}" for n in n_i],
         "ddpo",
+        "best_of_m",
     ]
     assert (lay["n_seeds"] == len(lay_smoke["seeds"])).all()
-    tuned = lay[lay["run"] != "base"]
+    tuned = lay[~lay["run"].isin(["base", "best_of_m"])]
     assert (tuned["reward_queries_mean"] == lay_smoke["graft"]["loop"]["reward_budget"]).all()
     assert lay["heldout_reward_mean"].between(0, 1).all() and lay["fid_mean"].notna().all()
     for name in ("layout_reward_vs_queries", "layout_pgraft_vs_ni", "layout_samples"):
@@ -127,15 +134,27 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
         "base",
         "graft",
         "graft_dedup",
+        "self_fit",
         *[f"pgraft{n}" for n in n_i],
         "ddpo",
+        "best_of_m",
     ]
     assert (mol["n_seeds"] == len(mol_smoke["seeds"])).all()
-    tuned = mol[mol["run"] != "base"]
+    tuned = mol[~mol["run"].isin(["base", "best_of_m"])]
     assert (tuned["reward_queries_mean"] == mol_smoke["graft"]["loop"]["reward_budget"]).all()
     assert mol["reward_mean"].between(0, 1).all() and mol["validity_mean"].between(0, 1).all()
     for name in ("molecule_reward_vs_queries", "molecule_pgraft_vs_ni", "molecule_samples"):
         assert (wf / f"results/smoke/figures/{name}.png").stat().st_size > 1000
+    # best_of_m fine-tunes nothing and pays m times the base's sampling per sample
+    from graftbench import spec
+
+    for task, table in (("t2i", t2i), ("layout", lay), ("molecule", mol)):
+        rows, data = table.set_index("run"), yaml.safe_load((wf / f"tasks/{task}.yaml").read_text())
+        m = spec.resolve({"profile": "smoke", "tasks": [task], **data}, task).best_of_m.m
+        assert rows.loc["best_of_m", "reward_queries_mean"] == 0
+        assert rows.loc["best_of_m", "inference_flops_mean"] == pytest.approx(
+            m * rows.loc["base", "inference_flops_mean"]
+        )
     # every job that computes left its time and memory, gathered into one table
     bench = pd.read_csv(tables / "benchmarks.csv")
     logs = sorted(wf.glob("results/smoke/*/logs/*.log"))
