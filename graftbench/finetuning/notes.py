@@ -11,11 +11,12 @@ from graftbench import records
 from graftbench.finetuning.task import REFERENCES
 
 
-def _sampler(loop: dict, model: dict) -> str:
+def _sampler(loop: dict, cfg: dict) -> str:
     out = f"{loop['scheduler']} {loop['num_steps']} steps, eta {loop['eta']:g}"
     guidance = loop.get("guidance_scale")
-    if guidance is None:
-        guidance = model.get("guidance_scale")  # the model's own default (t2i)
+    if guidance is None:  # the model's own default (t2i: the SD folder's, or the small model's)
+        model = cfg.get("stable_diffusion") or cfg.get("model") or {}
+        guidance = model.get("guidance_scale")
     return out if guidance is None else f"{out}, guidance {guidance:g}"
 
 
@@ -37,7 +38,7 @@ def shared_notes(task_dir: Path, runs: pd.DataFrame) -> list[str]:
             continue
         cfg = run_config(task_dir, run, first[run])
         section = "pgraft" if run.startswith("pgraft") and run[6:].isdigit() else run
-        samplers.setdefault(_sampler(cfg[section]["loop"], cfg.get("model", {})), []).append(run)
+        samplers.setdefault(_sampler(cfg[section]["loop"], cfg), []).append(run)
     notes = []
     if samplers:
         parts = "; ".join(f"{', '.join(r)}: {s}" for s, r in samplers.items())
