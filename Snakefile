@@ -15,6 +15,7 @@ configfile: "tasks/unconditional.yaml"
 configfile: "tasks/t2i.yaml"
 configfile: "tasks/layout.yaml"
 configfile: "tasks/molecule.yaml"
+configfile: "tasks/toy2d.yaml"
 
 
 validate(
@@ -37,6 +38,7 @@ include: "rules/common.smk"
 include: "rules/workflow.smk"
 include: "rules/unconditional.smk"
 include: "rules/finetune.smk"
+include: "rules/toy2d.smk"
 
 
 rule all:

@@ -27,6 +27,8 @@ VERBS = {
     "train-corrector": "train an INC corrector on inverted noise",
     "evaluate-model": "evaluate the pre-trained model as fine-tuned ones are (the base run)",
     "finetune": "fine-tune with one method at the task's reward budget, then evaluate",
+    "reward-variance": "Var[r(x_0) | x_t] of the base at every sampler state (P-GRAFT's argument)",
+    "inc-frontier": "INC on the base against the exact data law: distance vs FLOPs per sample",
     "aggregate": "a task's table and figures from its run records",
 }
 NO_CONFIG = {"aggregate"}
@@ -132,7 +134,14 @@ def _task_options(name: str, v: argparse.ArgumentParser) -> None:
         opt("--data", required=required, help="prepare-data's folder (where the task has one)")
     if name in ("evaluate-model", "finetune"):
         opt("--features", help="train-features' network (where the task evaluates with one)")
-    if name in ("sample", "invert", "evaluate-model", "finetune"):
+    if name in (
+        "sample",
+        "invert",
+        "evaluate-model",
+        "finetune",
+        "reward-variance",
+        "inc-frontier",
+    ):
         opt("--model", required=True, help="pretrain's model.pt")
     if name == "train-corrector":
         opt("--noise", required=True, help="invert's --out (the inverted noise)")
@@ -152,7 +161,7 @@ def _task_options(name: str, v: argparse.ArgumentParser) -> None:
         )
     if name in ("sample", "invert"):
         opt("--steps", type=at_least(1), required=True, help="Euler steps of the base sampler")
-    if name in ("sample", "evaluate-model", "finetune"):
+    if name in ("sample", "evaluate-model", "finetune", "inc-frontier"):
         opt("--seed", type=int, required=True, help="sampling (and fine-tuning) seed")
     if name == "sample":
         opt("--corrector", help="an INC corrector checkpoint (train-corrector's --out)")
@@ -164,6 +173,8 @@ def _task_options(name: str, v: argparse.ArgumentParser) -> None:
         opt("--out", required=True, help="run folder to write")
     if name == "invert":
         opt("--out", required=True, help="inverted noise .pt to write (a .json summary beside it)")
+    if name in ("reward-variance", "inc-frontier"):
+        opt("--out", required=True, help="JSON file to write")
     if name not in ("resolve", "prepare-data", "aggregate"):
         opt("--device", default="cpu", help=device)
     if name == "aggregate":
@@ -180,7 +191,7 @@ def _task_options(name: str, v: argparse.ArgumentParser) -> None:
         opt(
             "--inc",
             action="store_true",
-            help="unconditional: the inverse-noise-correction "
+            help="unconditional, toy2d: the inverse-noise-correction "
             "table (base beside base + INC) instead of the base table",
         )
 

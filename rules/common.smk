@@ -119,4 +119,7 @@ def table_inputs(w):
         out.append(f"{RESULTS}/{w.task}/data/summary.json")
     if w.task in WITH_FEATURES:
         out.append(f"{RESULTS}/{w.task}/features.json")
+    out.append(f"{RESULTS}/{w.task}/config.json")  # the table reads the resolved config
+    if "reward-variance" in TASKS[w.task].verbs:  # its P-GRAFT figure shows Var[r | x_t]
+        out.append(f"{RESULTS}/{w.task}/variance.json")
     return out

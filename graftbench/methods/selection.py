@@ -86,3 +86,32 @@ def first_occurrence(keys: Sequence[Sequence[object]], device=None) -> torch.Ten
             seen.add(key)
         rows.append(row)
     return torch.tensor(rows, dtype=torch.bool, device=device)
+
+
+def target_weights(rewards: torch.Tensor, cfg: SelectionConfig, m: int) -> torch.Tensor:
+    """p_acc(x) / p(x) of a rule (the module's formulas) at each of a large sample of the
+    sampling law's rewards (n,), with F its empirical CDF (mid-ranks, so ties share a value):
+    reweighting that sample by these weights is a sample of the exact accepted law. m: the
+    group size M. Their mean is 1 up to the sample's discreteness. RSO with a per-group
+    maximum (r_max None) has no closed form and is refused; de-duplication is ignored."""
+    from scipy.stats import binom
+
+    r = rewards.double().cpu()
+    if cfg.rule in ("top_k", "best_of_n"):
+        k = 1 if cfg.rule == "best_of_n" else cfg.k
+        order = torch.argsort(torch.argsort(r))  # ranks 0..n-1
+        f = (order.double() + 0.5) / len(r)  # F(r): the share of the law below r
+        # P(accepted | r) = P(fewer than k of the other m - 1 beat r) = BinomCDF(k-1; m-1, 1-F)
+        w = (m / k) * torch.from_numpy(binom.cdf(k - 1, m - 1, (1 - f).numpy()))
+        return w
+    if cfg.rule == "threshold":
+        keep = (r >= cfg.tau).double()
+        if keep.sum() == 0:
+            raise ValueError(f"selection.tau: {cfg.tau}; no sample reaches it")
+        return keep / keep.mean()
+    if cfg.rule == "all":
+        return torch.ones_like(r)
+    if cfg.rule == "rso" and cfg.r_max is not None:
+        w = torch.exp((r - cfg.r_max) / cfg.beta).clamp(max=1.0)
+        return w / w.mean()
+    raise ValueError(f"selection.rule: {cfg.rule!r} (r_max None) has no closed-form target")

@@ -23,6 +23,7 @@ BUILTIN = {
     "t2i": "graftbench.tasks.t2i",
     "layout": "graftbench.tasks.layout",
     "molecule": "graftbench.tasks.molecule",
+    "toy2d": "graftbench.tasks.toy2d",
 }
 _registered: dict[str, Task] = {}
 
