@@ -19,6 +19,8 @@ def adapters():
     from graftbench.tasks.molecule.tokens import Vocabulary
     from graftbench.tasks.t2i.model import Text2ImageAdapter
     from graftbench.tasks.t2i.model_config import Text2ImageConfig
+    from graftbench.tasks.toy2d.config import MLPConfig
+    from graftbench.tasks.toy2d.model import Toy2dAdapter
     from tests.test_text2image import TINY
 
     vocab = Vocabulary.from_smiles(["CCO", "c1ccccc1"], "selfies")
@@ -28,6 +30,7 @@ def adapters():
         "molecule": MoleculeAdapter(
             MoleculeModelConfig(length=8, width=16, layers=1, heads=2), vocab
         ),
+        "toy2d": Toy2dAdapter(MLPConfig(width=8, depth=1, time_dim=4)),
     }
 
 
@@ -40,7 +43,7 @@ def test_every_adapter_is_a_finetune_model():
     assert all(isinstance(m, FinetuneModel) for m in built.values()), missing
 
 
-@pytest.mark.parametrize("name", ["t2i", "layout", "molecule"])
+@pytest.mark.parametrize("name", ["t2i", "layout", "molecule", "toy2d"])
 def test_every_fine_tuning_task_is_a_finetune_task(name):
     task = tasks.get(name)
     assert isinstance(task.finetune, FinetuneTask)

@@ -21,7 +21,7 @@ import yaml
 from tests.conftest import ROOT
 from tests.test_workflow import copy_workflow, snakemake
 
-TABLES = {"finetune_table", "unconditional_table", "inc_table"}
+TABLES = {"finetune_table", "unconditional_table", "inc_table", "toy2d_inc_table"}
 # Rules that put a model on `device` go by these suffixes; every other rule must be a data or
 # table rule, so a new rule has to be sorted into one of the two before the tests pass.
 DEVICE_SUFFIXES = (
@@ -36,6 +36,8 @@ DEVICE_SUFFIXES = (
     "_corrector",
     "_evaluate",
     "_real_floor",
+    "_variance",
+    "toy2d_inc",
 )
 HOST_SUFFIXES = ("_data", "_table", "config", "benchmarks")
 

@@ -145,10 +145,25 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     assert mol["reward_mean"].between(0, 1).all() and mol["validity_mean"].between(0, 1).all()
     for name in ("molecule_reward_vs_queries", "molecule_pgraft_vs_ni", "molecule_samples"):
         assert (wf / f"results/smoke/figures/{name}.png").stat().st_size > 1000
+    # toy2d: every run against its exact target law, Var[r | x_t] and INC beside the table
+    toy = pd.read_csv(tables / "toy2d.csv").set_index("run")
+    assert {"target_energy_mean", "target_null_mean", "data_energy_mean"} <= set(toy.columns)
+    assert toy.drop(index="ddpo")["target_energy_mean"].notna().all()
+    assert pd.isna(toy.loc["ddpo", "target_energy_mean"])  # DDPO has no target law
+    toy_inc = pd.read_csv(tables / "toy2d_inc.csv")
+    assert {"base", "base+inc", "oracle"} == set(toy_inc["sampler"])
+    for name in ("toy2d_reward_vs_queries", "toy2d_pgraft_vs_ni", "toy2d_samples"):
+        assert (wf / f"results/smoke/figures/{name}.png").stat().st_size > 1000
+    assert (wf / "results/smoke/figures/toy2d_inc_frontier.png").stat().st_size > 1000
     # best_of_m fine-tunes nothing and pays m times the base's sampling per sample
     from graftbench import spec
 
-    for task, table in (("t2i", t2i), ("layout", lay), ("molecule", mol)):
+    for task, table in (
+        ("t2i", t2i),
+        ("layout", lay),
+        ("molecule", mol),
+        ("toy2d", toy.reset_index()),
+    ):
         rows, data = table.set_index("run"), yaml.safe_load((wf / f"tasks/{task}.yaml").read_text())
         m = spec.resolve({"profile": "smoke", "tasks": [task], **data}, task).best_of_m.m
         assert rows.loc["best_of_m", "reward_queries_mean"] == 0
@@ -191,6 +206,7 @@ def test_smoke_profile_runs_end_to_end(tmp_path):
     assert "t2i_samples.png" in html and "t2i.csv" in html
     assert "layout_samples.png" in html and "layout.csv" in html
     assert "molecule_samples.png" in html and "molecule.csv" in html
+    assert "toy2d_inc_frontier.png" in html and "toy2d.csv" in html
     assert_report_renders(wf / "report.html", tmp_path / "chromium")
     # and the summary verb prints the tables in the terminal
     summary = subprocess.run(
@@ -257,6 +273,12 @@ EXPECTED_RESULTS = [
     "molecule_reward_vs_queries.png",
     "molecule_pgraft_vs_ni.png",
     "molecule_samples.png",
+    "toy2d.csv",
+    "toy2d_reward_vs_queries.png",
+    "toy2d_pgraft_vs_ni.png",
+    "toy2d_samples.png",
+    "toy2d_inc.csv",
+    "toy2d_inc_frontier.png",
     "benchmarks.csv",
 ]
 
@@ -462,5 +484,5 @@ def test_killed_run_resumes_to_the_same_table(tmp_path):
         df = pd.read_csv(root / f"results/smoke/tables/{name}.csv")
         return df.drop(columns=[c for c in df.columns if c.startswith("wall_s")])
 
-    for name in ("unconditional", "inc", "t2i", "layout", "molecule"):
+    for name in ("unconditional", "inc", "t2i", "layout", "molecule", "toy2d", "toy2d_inc"):
         pd.testing.assert_frame_equal(table(wf, name), table(plain, name))

@@ -88,30 +88,34 @@ def first_occurrence(keys: Sequence[Sequence[object]], device=None) -> torch.Ten
     return torch.tensor(rows, dtype=torch.bool, device=device)
 
 
-def target_weights(rewards: torch.Tensor, cfg: SelectionConfig, m: int) -> torch.Tensor:
-    """p_acc(x) / p(x) of a rule (the module's formulas) at each of a large sample of the
-    sampling law's rewards (n,), with F its empirical CDF (mid-ranks, so ties share a value):
-    reweighting that sample by these weights is a sample of the exact accepted law. m: the
-    group size M. Their mean is 1 up to the sample's discreteness. RSO with a per-group
-    maximum (r_max None) has no closed form and is refused; de-duplication is ignored."""
+
+def acceptance_weight(f: torch.Tensor, rewards: torch.Tensor, cfg: SelectionConfig, m: int):
+    """p_acc(x) / p(x) of a rule (the module's formulas) at points with rewards `rewards` whose
+    CDF values under the sampling law are `f` (both (n,)); m: the group size M. Unnormalised
+    for threshold and RSO (their constants need the whole law: `target_weights`). RSO with a
+    per-group maximum (r_max None) has no closed form and is refused."""
     from scipy.stats import binom
 
-    r = rewards.double().cpu()
     if cfg.rule in ("top_k", "best_of_n"):
         k = 1 if cfg.rule == "best_of_n" else cfg.k
-        order = torch.argsort(torch.argsort(r))  # ranks 0..n-1
-        f = (order.double() + 0.5) / len(r)  # F(r): the share of the law below r
         # P(accepted | r) = P(fewer than k of the other m - 1 beat r) = BinomCDF(k-1; m-1, 1-F)
-        w = (m / k) * torch.from_numpy(binom.cdf(k - 1, m - 1, (1 - f).numpy()))
-        return w
+        return (m / k) * torch.from_numpy(binom.cdf(k - 1, m - 1, (1 - f.double()).numpy()))
     if cfg.rule == "threshold":
-        keep = (r >= cfg.tau).double()
-        if keep.sum() == 0:
-            raise ValueError(f"selection.tau: {cfg.tau}; no sample reaches it")
-        return keep / keep.mean()
+        return (rewards >= cfg.tau).double()
     if cfg.rule == "all":
-        return torch.ones_like(r)
+        return torch.ones_like(f, dtype=torch.float64)
     if cfg.rule == "rso" and cfg.r_max is not None:
-        w = torch.exp((r - cfg.r_max) / cfg.beta).clamp(max=1.0)
-        return w / w.mean()
+        return torch.exp((rewards.double() - cfg.r_max) / cfg.beta).clamp(max=1.0)
     raise ValueError(f"selection.rule: {cfg.rule!r} (r_max None) has no closed-form target")
+
+
+def target_weights(rewards: torch.Tensor, cfg: SelectionConfig, m: int) -> torch.Tensor:
+    """`acceptance_weight` at each of a large sample of the sampling law's rewards (n,), with
+    F its empirical CDF (ranks; continuous rewards have no ties) and the weights normalised to mean 1: reweighting the
+    sample by them is a sample of the rule's exact accepted law. De-duplication is ignored."""
+    r = rewards.double().cpu()
+    f = (torch.argsort(torch.argsort(r)).double() + 0.5) / len(r)
+    w = acceptance_weight(f, r, cfg, m)
+    if w.sum() == 0:
+        raise ValueError(f"selection: the {cfg.rule} rule accepts none of the samples")
+    return w / w.mean()

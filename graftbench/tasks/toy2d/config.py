@@ -10,9 +10,16 @@ from graftbench.finetuning.task import BestOfMConfig, check_methods, run_names
 from graftbench.methods.ddpo import DDPOConfig
 from graftbench.methods.graft import GraftConfig
 from graftbench.methods.inc import InversionConfig
+from graftbench.methods.loop import LoopConfig
 from graftbench.methods.pgraft import PGraftSweep
 from graftbench.methods.selection import SelectionConfig
 from graftbench.train import TrainConfig
+
+
+def one_round() -> LoopConfig:
+    """A loop drawing its whole budget in one round from the base (64 groups of M = 64)."""
+    return LoopConfig(reward_budget=4096, prompts_per_round=64, samples_per_prompt=64)
+
 
 Method = Literal["base", "graft", "graft_threshold", "self_fit", "pgraft", "ddpo", "best_of_m"]
 
@@ -134,14 +141,20 @@ class Toy2dConfig:
     reward: BumpReward = field(default_factory=BumpReward)  # the smooth reward
     model: MLPConfig = field(default_factory=MLPConfig)  # the base's denoiser
     pretrain: TrainConfig = field(default_factory=TrainConfig)  # its pre-training
-    graft: GraftConfig = field(default_factory=GraftConfig)  # top-K GRAFT; loop.seed: the run's
+    graft: GraftConfig = field(  # top-K GRAFT; loop.seed: the run's
+        default_factory=lambda: GraftConfig(loop=one_round(), selection=SelectionConfig(k=8))
+    )
     graft_threshold: GraftConfig = field(
-        default_factory=lambda: GraftConfig(selection=SelectionConfig(rule="threshold", tau=0.8))
+        default_factory=lambda: GraftConfig(
+            loop=one_round(), selection=SelectionConfig(rule="threshold", tau=0.8)
+        )
     )  # GRAFT with the threshold rule
-    pgraft: PGraftSweep = field(default_factory=PGraftSweep)  # P-GRAFT, one run per N_I
+    pgraft: PGraftSweep = field(  # P-GRAFT, one run per N_I
+        default_factory=lambda: PGraftSweep(loop=one_round(), selection=SelectionConfig(k=8))
+    )
     ddpo: DDPOConfig = field(default_factory=DDPOConfig)  # the policy-gradient baseline
     self_fit: GraftConfig = field(
-        default_factory=lambda: GraftConfig(selection=SelectionConfig(rule="all"))
+        default_factory=lambda: GraftConfig(loop=one_round(), selection=SelectionConfig(rule="all"))
     )  # reference run: GRAFT's update on all M samples (selection.rule must be all)
     best_of_m: BestOfMConfig = field(default_factory=BestOfMConfig)  # reference run: the
     # base's best of m samples by the reward, no fine-tuning
