@@ -92,16 +92,18 @@ class VarianceConfig:
 
 @dataclass
 class CorrectorTraining:
-    max_steps: int = 6000  # optimiser steps at most
+    max_steps: int = 60000  # optimiser steps at most
     batch_size: int = 256  # inverted noises per step
     lr: float = 2e-3  # Adam learning rate
-    eval_every: int = 200  # steps between held-out losses
+    eval_every: int = 1000  # steps between held-out losses
     patience: int = 5  # stop after this many held-out losses without a new best (the best
     # weights are kept): trained until the held-out loss stops falling
+    held_draws: int = 16  # fixed (sigma, noise) draws per held-out point in that loss: the
+    # flow-matching loss is mostly irreducible noise, so one draw hides a slow fall
 
     def __post_init__(self):
         check_at_least(self, "toy2d.inc.train", 1, "max_steps", "batch_size", "eval_every")
-        check_at_least(self, "toy2d.inc.train", 1, "patience")
+        check_at_least(self, "toy2d.inc.train", 1, "patience", "held_draws")
 
 
 @dataclass

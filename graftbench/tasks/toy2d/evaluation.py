@@ -14,7 +14,7 @@ import torch
 from graftbench.finetuning.build import sample_final
 from graftbench.finetuning.task import Evaluation, RunInputs, base_samples
 from graftbench.tasks.toy2d.config import Toy2dConfig
-from graftbench.tasks.toy2d.data import bump, centres, reward_centre
+from graftbench.tasks.toy2d.data import bump, centres, off_mode_share, reward_centre
 
 CONDITION = "ring"  # the task is unconditional: every sample gets this placeholder
 POINTS, TARGETS = "points.npz", "targets.npz"
@@ -67,6 +67,7 @@ class Toy2dSession:
         metrics = {
             "reward": self.r(x).mean().item(),
             "rewarded_mode_share": (nearest == rewarded).float().mean().item(),
+            "off_mode_share": off_mode_share(self.cfg.data, x),
             "n": len(x),
         }
         targets = None

@@ -10,6 +10,7 @@ through the base: a perfect corrector's level)."""
 from __future__ import annotations
 
 import copy
+import math
 import time
 
 import torch
@@ -27,7 +28,8 @@ def train_corrector(
     z: torch.Tensor, held: torch.Tensor, cfg: Toy2dIncConfig, seed: int
 ) -> tuple[MLP, list[dict]]:
     """A corrector flow N(0, I) -> law of z, trained by flow matching (`methods.inc.
-    corrector_loss`) until the loss on `held` (fixed sigmas and noise) has not reached a new
+    corrector_loss`) until the loss on `held` (train.held_draws fixed sigmas and noises per
+    point) has not reached a new
     best for `train.patience` evaluations; returns the best weights and the loss curve.
     (A loop of its own: `train.fit` has no held-out loss or stopping rule.)"""
     t = cfg.train
@@ -37,7 +39,8 @@ def train_corrector(
     g = torch.Generator().manual_seed(seed)
     loss = corrector_loss(net, z, t.batch_size, "logit_normal")
     gh = torch.Generator().manual_seed(seed + 1)
-    path = rectified_flow(held, torch.randn(held.shape, generator=gh), sample_sigma(len(held), gh))
+    rep = held.repeat(t.held_draws, 1)
+    path = rectified_flow(rep, torch.randn(rep.shape, generator=gh), sample_sigma(len(rep), gh))
     best, best_state, stale, curve, recent = float("inf"), None, 0, [], []
     for step in range(1, t.max_steps + 1):
         value = loss(step, g)
@@ -63,6 +66,18 @@ def train_corrector(
     return net.eval(), curve
 
 
+def angle_tv(a: torch.Tensor, b: torch.Tensor, bins: int = 32) -> float:
+    """Total variation between the laws of two point sets' angles (histograms of `bins`
+    sectors): the ring's inverted noise is sectored (the base's basins of the 8 modes), which
+    a law's radius and energy distance barely show."""
+
+    def hist(x: torch.Tensor) -> torch.Tensor:
+        h = torch.histc(torch.atan2(x[:, 1], x[:, 0]), bins, -math.pi, math.pi)
+        return h / h.sum()
+
+    return 0.5 * (hist(a) - hist(b)).abs().sum().item()
+
+
 def as_velocity(net: MLP):
     """The corrector as `solve_flow` calls it: (x, sigma) -> v, the network taking 1000 sigma."""
     return lambda x, sigma: net(x, 1000 * sigma)
@@ -84,6 +99,7 @@ def frontier(model, cfg: Toy2dConfig, seed: int) -> dict:
     def row(kind, steps, c_steps, f_corr, x, **extra):
         flops = steps * f_base + c_steps * f_corr
         dist = energy_distance(x, ref)
+        extra["off_mode_share"] = data.off_mode_share(cfg.data, x)
         rows.append(
             {
                 "sampler": kind,
@@ -118,6 +134,11 @@ def frontier(model, cfg: Toy2dConfig, seed: int) -> dict:
             corrected, _ = solve_flow(corrector, eps, flow_sigmas(c))
             x = solve_flow(velocity, corrected / scale, sigmas)[0]
             diag = noise_diagnostics(held, g, corrected[: len(held)])
+            angles = {
+                "noise_angle_tv_before": angle_tv(z, eps),
+                "noise_angle_tv_after": angle_tv(z, corrected),
+                "noise_angle_tv_null": angle_tv(torch.randn(z.shape, generator=g), eps),
+            }
             row(
                 "base+inc",
                 s,
@@ -127,6 +148,7 @@ def frontier(model, cfg: Toy2dConfig, seed: int) -> dict:
                 noise_energy_before=diag["energy_before"],
                 noise_energy_after=diag["energy_after"],
                 noise_energy_null=diag["energy_null"],
+                **angles,
             )
         correctors[s] = {
             "curve": curve,

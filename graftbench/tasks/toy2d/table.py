@@ -11,6 +11,7 @@ points over the data law; INC's distance to the data against FLOPs per sample.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,8 @@ from graftbench.tasks.toy2d.evaluation import POINTS, TARGETS
 from graftbench.tasks.toy2d.targets import rule_of
 
 DISTANCES = ["target_energy", "target_null", "graft_target_energy", "data_energy", "data_null"]
-VALUES = ["reward", "improvement_pct", "rewarded_mode_share", *DISTANCES, *COMPUTE]
+VALUES = ["reward", "improvement_pct", "rewarded_mode_share", *DISTANCES, "off_mode_share"]
+VALUES += COMPUTE
 DATA_SEED = 77_777  # the data sample a seed's runs are compared with: seed + this
 
 
@@ -90,8 +92,11 @@ def aggregate(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
         "that target (the level sampling error alone gives, ~0; the estimator can be "
         "negative); graft_target_energy: to GRAFT's top-K target; data_energy: to the data "
         "law, data_null beside it",
-        "rewarded_mode_share: points whose nearest mode is the one nearest c; drift: RMS "
-        "distance from the base's point of the same noise",
+        "rewarded_mode_share: points whose nearest mode is the one nearest c; off_mode_share: "
+        f"points farther than {data.OFF_MODE_STDS:g} stds from every mode (the data law's: "
+        f"{100 * math.exp(-(data.OFF_MODE_STDS**2) / 2):.1f}%), the mass between the modes, "
+        "which energy distance weighs lightly; drift: RMS distance from the base's point of "
+        "the same noise",
         "mean ± 95% CI (Student t) over seeds (fine-tuning, evaluation and target noise; one "
         "pre-trained model); pgraftN: P-GRAFT with the switch at sampler state N_I = N",
         *shared_notes(task_dir, runs),
@@ -191,11 +196,15 @@ def inc_table(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
         c
         for c in (
             "energy",
+            "off_mode_share",
             "energy_null",
             "flops",
             "noise_energy_before",
             "noise_energy_after",
             "noise_energy_null",
+            "noise_angle_tv_before",
+            "noise_angle_tv_after",
+            "noise_angle_tv_null",
         )
         if c in rows
     ]
@@ -211,8 +220,13 @@ def inc_table(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
         f"all {cfg.data.n_train} training points inverted, perturbed by the config's invert.perturb first; the "
         "corrector trained until its held-out loss stopped falling: stopped at steps "
         + "; ".join(f"{s} base steps: {v}" for s, v in stops.items()),
+        f"off_mode_share: points farther than {data.OFF_MODE_STDS:g} stds from every mode "
+        f"(the data law's: {100 * math.exp(-(data.OFF_MODE_STDS**2) / 2):.1f}%)",
         "noise_energy_before / after: the held-out inverted noise against N(0, I) / against "
-        "the corrector's samples; flops: per sample, base and corrector calls together",
+        "the corrector's samples; noise_angle_tv_before / after: total variation between the "
+        "angle laws (32 sectors) of all the inverted noise and N(0, I) / the corrector's "
+        f"{cfg.evaluate.samples} samples (the inverted noise is sectored by the base's basins "
+        "of the modes), _null: two N(0, I) samples of those sizes; flops: per sample, base and corrector calls together",
         "mean ± 95% CI (Student t) over seeds (corrector training and sampling noise)",
     ]
     write_table(summary, table, "Toy2d: inverse noise correction against the exact data law", notes)
@@ -220,28 +234,34 @@ def inc_table(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
 
 
 def plot_frontier(rows: pd.DataFrame, path: Path) -> None:
-    """Energy distance to the data law against FLOPs per sample, mean ± CI over seeds."""
+    """Energy distance to the data law (left) and the off-mode share (right) against FLOPs per
+    sample, mean ± CI over seeds; the data law's own levels dashed."""
     from graftbench.aggregate import ci95
 
     plt = plt_agg()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for (kind, c), sub in rows.groupby(["sampler", "corrector_steps"]):
-        g = sub.groupby("flops")["energy"]
-        label = kind if kind != "base+inc" else f"base + INC, {c} corrector steps"
-        ax.errorbar(
-            g.mean().index,
-            g.mean().values,
-            yerr=g.agg(ci95).fillna(0).values,
-            marker="o" if kind == "base" else "s",
-            ls="-" if kind == "base" else ":",
-            capsize=3,
-            label=label,
-        )
-    ax.axhline(rows["energy_null"].mean(), color="black", lw=1, ls="--", label="two data samples")
-    ax.set_xscale("log")
-    ax.set_yscale("symlog", linthresh=1e-3)
-    ax.set_xlabel("FLOPs per sample")
-    ax.set_ylabel("energy distance to the data law")
-    ax.set_title("INC on toy2d: distance to the exact data law against compute", fontsize=10)
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    data_level = {
+        "energy": rows["energy_null"].mean(),
+        "off_mode_share": math.exp(-(data.OFF_MODE_STDS**2) / 2),
+    }
+    for ax, col in zip(axes, ("energy", "off_mode_share"), strict=True):
+        for (kind, c), sub in rows.groupby(["sampler", "corrector_steps"]):
+            g = sub.groupby("flops")[col]
+            ax.errorbar(
+                g.mean().index,
+                g.mean().values,
+                yerr=g.agg(ci95).fillna(0).values,
+                marker="o" if kind == "base" else "s",
+                ls="-" if kind == "base" else ":",
+                capsize=3,
+                label=kind if kind != "base+inc" else f"base + INC, {c} corrector steps",
+            )
+        ax.axhline(data_level[col], color="black", lw=1, ls="--", label="the data law's level")
+        ax.set_xscale("log")
+        ax.set_xlabel("FLOPs per sample")
+    axes[0].set_yscale("symlog", linthresh=1e-3)
+    axes[0].set_ylabel("energy distance to the data law")
+    axes[1].set_ylabel(f"share of points > {data.OFF_MODE_STDS:g} stds from every mode")
+    axes[1].legend(fontsize=7)
+    fig.suptitle("INC on toy2d against the exact data law (mean ± 95% CI over seeds)", fontsize=10)
     save(fig, path)
