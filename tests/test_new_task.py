@@ -277,7 +277,7 @@ def test_help_lists_each_verbs_tasks_and_explains_every_option(monkeypatch, caps
     with pytest.raises(SystemExit):
         main(["finetune", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "Tasks: t2i, layout, molecule, toy." in text
+    assert "Tasks: t2i, layout, molecule, toy2d, toy." in text
     # every option of every verb says what it means
     verbs = next(a for a in build_parser()._actions if a.dest == "verb").choices
     silent = [
