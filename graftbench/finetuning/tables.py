@@ -136,6 +136,16 @@ def plot_reward_vs_queries(
     save(fig, path)
 
 
+def mean_ci(ax, groups, **style) -> None:
+    """Mean and 95% CI over seeds of each group (a grouped column: x = the group key) as
+    error bars on `ax`; style: matplotlib's errorbar keywords (marker o and caps by default)."""
+    from graftbench.aggregate import ci95
+
+    mean = groups.mean()
+    yerr = groups.agg(ci95).fillna(0).values
+    ax.errorbar(mean.index, mean.values, yerr=yerr, **{"marker": "o", "capsize": 3, **style})
+
+
 def plot_pgraft_vs_ni(
     runs: pd.DataFrame,
     path: Path,
@@ -144,23 +154,13 @@ def plot_pgraft_vs_ni(
 ) -> None:
     """P-GRAFT's `columns` (held-out and training reward) against N_I; base and GRAFT as
     lines."""
-    from graftbench.aggregate import ci95
 
     plt = plt_agg()
     fig, ax = plt.subplots(figsize=(6, 4))
     pg = runs[runs["method"] == "pgraft"]
     for col, colour in zip(columns, ("C0", "C1", "C2"), strict=False):
         if not pg.empty:
-            g = pg.groupby("intermediate_step")[col]
-            ax.errorbar(
-                g.mean().index,
-                g.mean().values,
-                yerr=g.agg(ci95).fillna(0).values,
-                marker="o",
-                capsize=3,
-                color=colour,
-                label=f"P-GRAFT, {col}",
-            )
+            mean_ci(ax, pg.groupby("intermediate_step")[col], color=colour, label=f"P-GRAFT, {col}")
         for run, ls in (("base", "--"), ("graft", ":")):
             ref = runs.loc[runs["run"] == run, col]
             if not ref.empty:

@@ -88,7 +88,6 @@ def first_occurrence(keys: Sequence[Sequence[object]], device=None) -> torch.Ten
     return torch.tensor(rows, dtype=torch.bool, device=device)
 
 
-
 def acceptance_weight(f: torch.Tensor, rewards: torch.Tensor, cfg: SelectionConfig, m: int):
     """p_acc(x) / p(x) of a rule (the module's formulas) at points with rewards `rewards` whose
     CDF values under the sampling law are `f` (both (n,)); m: the group size M. Unnormalised

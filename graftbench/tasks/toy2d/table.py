@@ -24,6 +24,7 @@ from graftbench.finetuning.notes import shared_notes
 from graftbench.finetuning.tables import (
     COMPUTE,
     load_runs,
+    mean_ci,
     plot_reward_vs_queries,
     plt_agg,
     save,
@@ -112,7 +113,6 @@ def plot_bias_variance(task_dir: Path, runs: pd.DataFrame, path: Path, steps: in
     """Left: the share of Var[r(x_0)] left given x_t, per sampler state (variance.json).
     Right: P-GRAFT's distance to its own target (fitting) and to GRAFT's (fitting plus the
     ranking noise), and its reward, against N_I; GRAFT at N_I = N."""
-    from graftbench.aggregate import ci95
 
     plt = plt_agg()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -137,16 +137,7 @@ def plot_bias_variance(task_dir: Path, runs: pd.DataFrame, path: Path, steps: in
     ):
         if col not in both or both[col].isna().all():
             continue
-        g = both.groupby("intermediate_step")[col]
-        ax.errorbar(
-            g.mean().index,
-            g.mean().values,
-            yerr=g.agg(ci95).fillna(0).values,
-            marker="o",
-            capsize=3,
-            color=colour,
-            label=label,
-        )
+        mean_ci(ax, both.groupby("intermediate_step")[col], color=colour, label=label)
     right.set_yscale("symlog", linthresh=1e-3)
     right.set_xlabel(f"N_I (P-GRAFT's switch state; {steps} = GRAFT)")
     right.set_ylabel("energy distance")
@@ -236,7 +227,6 @@ def inc_table(task_dir: Path, table: Path, figures: list[Path], profile: str) ->
 def plot_frontier(rows: pd.DataFrame, path: Path) -> None:
     """Energy distance to the data law (left) and the off-mode share (right) against FLOPs per
     sample, mean ± CI over seeds; the data law's own levels dashed."""
-    from graftbench.aggregate import ci95
 
     plt = plt_agg()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -246,14 +236,11 @@ def plot_frontier(rows: pd.DataFrame, path: Path) -> None:
     }
     for ax, col in zip(axes, ("energy", "off_mode_share"), strict=True):
         for (kind, c), sub in rows.groupby(["sampler", "corrector_steps"]):
-            g = sub.groupby("flops")[col]
-            ax.errorbar(
-                g.mean().index,
-                g.mean().values,
-                yerr=g.agg(ci95).fillna(0).values,
+            mean_ci(
+                ax,
+                sub.groupby("flops")[col],
                 marker="o" if kind == "base" else "s",
                 ls="-" if kind == "base" else ":",
-                capsize=3,
                 label=kind if kind != "base+inc" else f"base + INC, {c} corrector steps",
             )
         ax.axhline(data_level[col], color="black", lw=1, ls="--", label="the data law's level")
