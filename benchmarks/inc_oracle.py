@@ -1,6 +1,6 @@
 """Where does inverse noise correction lose? Oracle and ablations on a finished INC run.
 
-Reads results/<profile>/unconditional (model.pt, inc/invert_<steps>.pt, inc/corrector_<steps>.pt,
+Reads <results>/<profile>/unconditional (model.pt, inc/invert_<steps>.pt, inc/corrector_<steps>.pt,
 data/, features.pt) and prints trained-cnn FIDs against the test split for 1,000 images each:
     - the training images themselves (the floor for this set);
     - the oracle: the inverted noise of those images pushed back through the base, i.e. what a
@@ -9,10 +9,13 @@ data/, features.pt) and prints trained-cnn FIDs against the test split for 1,000
     - base + the trained corrector at several corrector step counts, with the energy distance
       of its samples to the held-out inverted noise (the share the corrector never saw);
     - base + a per-pixel Gaussian fitted to the inverted noise (no network).
-Usage: python benchmarks/inc_oracle.py [--profile cpu] [--steps 8] [--seed 0]
+Usage: python benchmarks/inc_oracle.py [--results results] [--profile cpu] [--steps 8] [--seed 0]
+With --n equal to the held-out count (inc.invert.holdout x inverted images) every image
+scored is one the corrector never trained on (the held-out share is the first one).
 """
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -29,13 +32,14 @@ from graftbench.tasks.unconditional.task import load_model
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", default="results", help="the workflow's results folder")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--steps", type=int, default=8, help="base Euler steps (an inc.base_steps)")
     p.add_argument("--corrector-steps", type=int, nargs="+", default=[16, 64])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n", type=int, default=1000)
     args = p.parse_args()
-    root = Path("results") / args.profile / "unconditional"
+    root = Path(args.results) / args.profile / "unconditional"
     model = load_model(root / "model.pt")
     corrector = load_model(root / f"inc/corrector_{args.steps}.pt")
     z = records.load_checkpoint(root / f"inc/invert_{args.steps}.pt")["noise"]
@@ -79,5 +83,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 2)))  # 1 on a shared machine
     main()

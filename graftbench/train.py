@@ -4,6 +4,10 @@ checkpoints (model, EMA, optimiser and RNG state, plus the config) and resume.
 A run killed at any point and restarted with the same arguments continues from its last
 checkpoint and, because the data and noise RNG state is checkpointed too, takes the same
 steps an uninterrupted run would have taken.
+
+Optionally (`Validation`) the EMA weights are scored on held-out data every few steps, the
+curve is logged, and training stops early once the held-out loss has stopped falling,
+keeping the best EMA weights seen.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +42,26 @@ class TrainConfig:
     seed: int = 0  # initialisation, batch order and noise seed
 
 
+@dataclass
+class Validation:
+    """Held-out scoring for `fit`: loss(ema_network) -> float, lower is better, computed every
+    `every` steps (and at the last step). Training stops after `patience` evaluations in a
+    row without a relative improvement of `min_delta` (patience 0: never stop early); the
+    weights returned and saved are then the EMA at the best evaluation. The loss must draw
+    its own fixed noise, so evaluations compare like with like and training's RNG is
+    untouched. As Keras' EarlyStopping(restore_best_weights=True), a fall under min_delta
+    neither resets the patience nor replaces the kept weights. Each evaluation appends
+    {step, train_loss (mean since the last one), heldout_loss, best_step, lr, elapsed_s}
+    to `log`."""
+
+    loss: Callable[[torch.nn.Module], float]
+    every: int
+    patience: int = 0
+    min_delta: float = 0.0
+    log: Path | None = None
+    best: dict = field(default_factory=dict)  # filled by fit: step, loss, stopped_at
+
+
 def fit(
     network: torch.nn.Module,
     loss_fn: Callable[[int, torch.Generator], torch.Tensor],
@@ -45,8 +69,10 @@ def fit(
     out: str | Path,
     config: dict,
     log: str | Path | None = None,
+    validation: Validation | None = None,
 ) -> torch.nn.Module:
-    """Train `network` to minimise loss_fn(step, generator); return the EMA copy.
+    """Train `network` to minimise loss_fn(step, generator); return the EMA copy (with
+    `validation`: the EMA copy at its best held-out evaluation, see `Validation`).
 
     loss_fn draws its own batch and noise from the generator it is given (so resuming
     restores them). The final checkpoint at `out` holds {"model": EMA weights, "config"}.
@@ -63,7 +89,8 @@ def fit(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     ema = copy.deepcopy(network).requires_grad_(False)
     g = torch.Generator().manual_seed(cfg.seed)
-    start = 0
+    start, window, best_state = 0, [], None
+    val = validation
     if partial.exists():
         ckpt = records.load_checkpoint(partial)
         network.load_state_dict(ckpt["model"])
@@ -75,6 +102,8 @@ def fit(
         if "cuda_rng" in ckpt:  # dropout on a GPU draws from the device's own generator
             torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
         start = ckpt["step"]
+        if val is not None and "best" in ckpt:
+            val.best, best_state = ckpt["best"], ckpt["best_ema"]
     t0 = time.time()
     bar = tqdm(range(start, cfg.steps), desc=f"train {out.stem}", mininterval=5, disable=None)
     for step in bar:
@@ -88,6 +117,12 @@ def fit(
         sched.step()
         _ema_update(ema, network, cfg.ema_decay if step >= cfg.warmup else 0.0)
         done = step + 1
+        if val is not None:
+            window.append(loss.item())
+        if val is not None and (done % val.every == 0 or done == cfg.steps):
+            if _validate(val, ema, done, window, sched.get_last_lr()[0], time.time() - t0):
+                best_state = {k: v.detach().clone() for k, v in ema.state_dict().items()}
+            window = []
         if log and (done % 50 == 0 or done == cfg.steps):
             records.append_jsonl(
                 log,
@@ -111,15 +146,21 @@ def fit(
             }
             if device.type == "cuda":
                 state["cuda_rng"] = torch.cuda.get_rng_state(device)
+            if val is not None and best_state is not None:
+                state |= {"best": val.best, "best_ema": best_state}
             records.save_checkpoint(partial, state, config)
+        if val is not None and val.patience and val.best.get("bad", 0) >= val.patience:
+            val.best["stopped_at"] = done
+            break
+    if best_state is not None:
+        ema.load_state_dict(best_state)
     # CPU tensors, so the file loads anywhere without map_location (.cpu() is a no-op on the
     # CPU); set in place, so the state dict keeps its _metadata (module versions)
     weights = ema.state_dict()
     for k, v in weights.items():
         weights[k] = v.cpu()
-    records.save_checkpoint(
-        out, {"model": weights, "steps": cfg.steps, "device": str(device)}, config
-    )
+    steps = val.best.get("step", cfg.steps) if val is not None else cfg.steps
+    records.save_checkpoint(out, {"model": weights, "steps": steps, "device": str(device)}, config)
     partial.unlink(missing_ok=True)
     return ema
 
@@ -146,6 +187,35 @@ def fit_model(
         return model.training_loss(x0[idx].to(device), c, g)
 
     return fit(model.network, loss_fn, cfg, out, config, log)
+
+
+@torch.no_grad()
+def _validate(
+    val: Validation, ema: torch.nn.Module, step: int, window: list, lr: float, elapsed: float
+) -> bool:
+    """Score the EMA, log the point, update val.best; True when this is the best so far."""
+    was_training = ema.training
+    held = val.loss(ema.eval())
+    ema.train(was_training)
+    best = val.best.get("loss", math.inf)
+    improved = held < best * (1 - val.min_delta) if math.isfinite(best) else True
+    if improved:
+        val.best.update(step=step, loss=held, bad=0)
+    else:
+        val.best["bad"] = val.best.get("bad", 0) + 1
+    if val.log:
+        records.append_jsonl(
+            val.log,
+            {
+                "step": step,
+                "train_loss": sum(window) / max(1, len(window)),
+                "heldout_loss": held,
+                "best_step": val.best["step"],
+                "lr": lr,
+                "elapsed_s": elapsed,
+            },
+        )
+    return improved
 
 
 def _lr_lambda(cfg: TrainConfig):

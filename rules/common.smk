@@ -120,6 +120,7 @@ def table_inputs(w):
     if w.task in WITH_FEATURES:
         out.append(f"{RESULTS}/{w.task}/features.json")
     out.append(f"{RESULTS}/{w.task}/config.json")  # the table reads the resolved config
-    if "reward-variance" in TASKS[w.task].verbs:  # its P-GRAFT figure shows Var[r | x_t]
+    # a task with reward-variance shows Var[r | x_t] in its P-GRAFT figure
+    if "reward-variance" in TASKS[w.task].verbs:
         out.append(f"{RESULTS}/{w.task}/variance.json")
     return out

@@ -70,6 +70,8 @@ if "toy2d" in SUITE.tasks:
             ),
         log:
             f"{TOY}/logs/inc_table.log",
+        benchmark:
+            f"{TOY}/benchmarks/inc_table.tsv"
         params:
             py=PY,
             profile=SUITE.profile,

@@ -226,3 +226,97 @@ def test_inversion_keeps_its_best_iterate_when_it_cannot_converge():
     start_residual = 0.5 * 6.0  # |F(x) - x| = |h| |v(x)| at the start g = x
     assert res.residual.item() == pytest.approx(start_residual)
     torch.testing.assert_close(res.noise, x)
+
+
+def _quadratic(target: float):
+    """A one-parameter network and a noisy loss (w - target)^2 + noise, for fit's early stop."""
+    net = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(net.weight)
+
+    def loss(step, g):
+        return (net.weight.sum() - target) ** 2 + 0 * torch.randn(1, generator=g).sum()
+
+    return net, loss
+
+
+def test_fit_without_validation_is_unchanged_by_the_validation_code(tmp_path):
+    """Held-out scoring only reads the EMA (its own noise, none of training's RNG), so the
+    EMA it returns after the same steps equals a plain fit's."""
+    from graftbench.train import TrainConfig, Validation
+
+    cfg = TrainConfig(steps=60, warmup=5, lr=0.05, ema_decay=0.9, checkpoint_every=1000)
+    torch.manual_seed(0)
+    plain = fit(*_quadratic(2.0), cfg, tmp_path / "a.pt", {})
+    val = Validation(loss=lambda net: float((net.weight.sum() - 2.0) ** 2), every=10)
+    torch.manual_seed(0)
+    scored = fit(*_quadratic(2.0), cfg, tmp_path / "b.pt", {}, validation=val)
+    # no patience: trains all steps; the best evaluation is the last (the loss only falls)
+    assert val.best["step"] == 60 and "stopped_at" not in val.best
+    assert torch.equal(plain.weight, scored.weight)
+
+
+def test_fit_stops_when_the_heldout_loss_stops_falling_and_keeps_the_best(tmp_path):
+    """A held-out optimum at w = 1 while training drives w towards 3: the held-out loss falls
+    until w passes 1, then rises; fit stops `patience` evaluations after the best and returns
+    (and saves) the EMA from that best evaluation, logging every evaluation."""
+    from graftbench import records
+    from graftbench.train import TrainConfig, Validation
+
+    cfg = TrainConfig(steps=2000, warmup=1, lr=0.02, ema_decay=0.0, checkpoint_every=30)
+    log = tmp_path / "heldout.jsonl"
+    val = Validation(
+        loss=lambda net: float((net.weight.sum() - 1.0) ** 2), every=5, patience=3, log=log
+    )
+    torch.manual_seed(0)
+    ema = fit(*_quadratic(3.0), cfg, tmp_path / "c.pt", {}, validation=val)
+    curve = records.read_jsonl(log)
+    held = [r["heldout_loss"] for r in curve]
+    best = min(range(len(held)), key=held.__getitem__)
+    assert val.best["step"] == curve[best]["step"] and val.best["loss"] == held[best]
+    assert val.best["stopped_at"] == curve[-1]["step"] == curve[best]["step"] + 3 * 5
+    assert val.best["stopped_at"] < cfg.steps
+    assert abs(ema.weight.item() - 1.0) ** 2 == pytest.approx(held[best])
+    saved = records.load_checkpoint(tmp_path / "c.pt")
+    assert saved["steps"] == val.best["step"]
+    assert torch.equal(saved["model"]["weight"], ema.weight.detach())
+    assert all({"train_loss", "heldout_loss", "best_step", "lr"} <= r.keys() for r in curve)
+
+
+def test_heldout_loss_repeats_its_draws_and_is_the_training_loss_in_expectation():
+    """The same weights score the same at every call; averaged over many draws the held-out
+    loss equals the training loss's expectation (here a velocity of 0: E|eps - z|^2 = 1 + |z|^2
+    per dimension with the path's target eps - z)."""
+    from graftbench.methods.inc import heldout_loss
+
+    z = torch.full((50, 3), 0.5)
+
+    def zero(x, t):
+        return torch.zeros_like(x)
+
+    a = heldout_loss(zero, z, 400, 1000, "logit_normal", seed=1)
+    assert a == heldout_loss(zero, z, 400, 1000, "logit_normal", seed=1)
+    assert a == pytest.approx(1 + 0.25, rel=0.02)
+
+
+def test_the_paper_recipe_override_changes_only_inc_and_the_base_steps():
+    """config/inc_paper_recipe.yaml, merged as Snakemake merges a --configfile, parses against
+    the unconditional config and leaves pre-training, data and features as the cpu profile."""
+    import yaml
+    from snakemake.utils import update_config
+
+    from graftbench.config import to_dict
+    from graftbench.spec import resolve
+    from tests.conftest import ROOT, workflow_config
+
+    config = workflow_config("cpu")
+    update_config(config, yaml.safe_load((ROOT / "config/inc_paper_recipe.yaml").read_text()))
+    got = to_dict(resolve(config, "unconditional"))
+    cpu = to_dict(resolve(workflow_config("cpu"), "unconditional"))
+    assert got["inc"]["invert"]["n_images"] == 0 and got["inc"]["invert"]["perturb"] == 0.001
+    assert got["inc"]["train"]["eval_every"] > 0 and got["inc"]["train"]["patience"] > 0
+    assert set(got["inc"]["base_steps"]) <= set(got["sample"]["steps"])
+    for key in ("data", "model", "pretrain", "features", "evaluate", "seeds", "methods"):
+        assert got[key] == cpu[key], key
+    assert {k: v for k, v in got["sample"].items() if k != "steps"} == {
+        k: v for k, v in cpu["sample"].items() if k != "steps"
+    }

@@ -298,4 +298,4 @@ def test_verb_cli_names_missing_molecule_data(tmp_path, capsys):
         ]
     )
     assert code == 2
-    assert "(finetune takes --task t2i, layout, molecule)" in capsys.readouterr().err
+    assert "(finetune takes --task t2i, layout, molecule, toy2d)" in capsys.readouterr().err

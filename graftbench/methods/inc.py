@@ -40,6 +40,11 @@ class InversionConfig:
 @dataclass
 class CorrectorTrainConfig(TrainConfig):
     sigma_sampling: Literal["uniform", "logit_normal"] = "logit_normal"  # law of sigma in training
+    eval_every: int = 0  # steps between held-out losses of the EMA (0 = none: train `steps`)
+    patience: int = 0  # evaluations without improvement before stopping early (0 = never);
+    # `steps` is then the maximum, and the EMA at the best evaluation is kept
+    min_delta: float = 0.0  # relative fall of the held-out loss that counts as an improvement
+    eval_draws: int = 4  # fixed (sigma, noise) draws per held-out example in that loss
 
 
 @dataclass
@@ -125,6 +130,34 @@ def corrector_loss(
         return torch.nn.functional.mse_loss(denoise(path.xt, path.t), path.target)
 
     return loss
+
+
+def heldout_loss(
+    denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    noise: torch.Tensor,
+    draws: int,
+    batch_size: int,
+    sigma_sampling: str,
+    seed: int,
+) -> float:
+    """The loss of `corrector_loss` on held-out inverted noise (n, ...), each example with
+    `draws` (sigma, eps) pairs drawn once from `seed`: the same pairs at every call, so
+    successive evaluations differ only by the weights. denoise should be in eval mode."""
+    from graftbench.paths import rectified_flow, sample_sigma
+
+    g = torch.Generator().manual_seed(seed)
+    z = noise.repeat_interleave(draws, 0)
+    eps = torch.randn(z.shape, generator=g)
+    sigma = sample_sigma(len(z), g, sigma_sampling)
+    total = 0.0
+    with torch.no_grad():
+        for zb, eb, sb in zip(
+            z.split(batch_size), eps.split(batch_size), sigma.split(batch_size), strict=True
+        ):
+            path = rectified_flow(zb, eb.to(zb.device), sb.to(zb.device))
+            err = denoise(path.xt, path.t) - path.target
+            total += err.square().sum().item()
+    return total / z.numel()
 
 
 @torch.no_grad()

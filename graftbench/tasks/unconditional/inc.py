@@ -3,7 +3,9 @@
 invert          -> inc/invert_{steps}.pt (inverted noise) + .json (iterations, residuals,
                    reconstruction error, moments and energy distance to N(0, I))
 train_corrector -> inc/corrector_{steps}.pt (EMA weights) + .json (diagnostics of the
-                   corrector's law against held-out inverted noise, per corrector step count)
+                   corrector's law against held-out inverted noise, per corrector step count;
+                   with inc.train.eval_every, where early stopping stopped) and then
+                   _heldout.jsonl (train and held-out loss at each evaluation)
 sample          -> `task.sample` with a corrector
 aggregate       -> tables/inc.{csv,md} and the FID-against-FLOPs figure, base beside base+INC
 """
@@ -11,6 +13,7 @@ aggregate       -> tables/inc.{csv,md} and the FID-against-FLOPs figure, base be
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +93,7 @@ def train_corrector(
     from graftbench.methods.inc import corrector_loss, noise_diagnostics
     from graftbench.models.pixel import PixelFlowAdapter
     from graftbench.sampling.flow import flow_sigmas, solve_flow
-    from graftbench.train import fit
+    from graftbench.train import Validation, fit
 
     noise = records.load_checkpoint(noise_path)["noise"]
     n_hold = int(round(cfg.inc.invert.holdout * len(noise)))
@@ -100,6 +103,18 @@ def train_corrector(
     corrector = PixelFlowAdapter.from_config(cfg.inc.model)  # initialised on the CPU, then moved
     corrector.network.to(device)
     loss = corrector_loss(corrector.denoise, train.to(device), tc.batch_size, tc.sigma_sampling)
+    validation = None
+    if tc.eval_every > 0 and n_hold > 0:
+        curve = heldout_curve_path(out)
+        if not out.with_name(out.name + ".partial").exists():  # a resumed run appends
+            curve.unlink(missing_ok=True)
+        validation = Validation(
+            loss=_heldout_scorer(held.to(device), tc),
+            every=tc.eval_every,
+            patience=tc.patience,
+            min_delta=tc.min_delta,
+            log=curve,
+        )
     t0 = time.perf_counter()
     # the checkpoint's "model" key is the corrector's own UNet config, so load_model reads it
     ema = fit(
@@ -109,6 +124,7 @@ def train_corrector(
         out,
         {"model": to_dict(cfg.inc.model), "task": to_dict(cfg)},
         log,
+        validation,
     )
     wall = time.perf_counter() - t0
     corrector.network = ema.eval()
@@ -128,8 +144,39 @@ def train_corrector(
         "diagnostics": diagnostics,
         "device": device,
     }
+    if validation is not None:  # best: step and held-out loss of the weights kept
+        summary["early_stopping"] = {**validation.best, "max_steps": tc.steps}
     records.write_json(out.with_suffix(".json"), summary)
     return summary
+
+
+def _stop_note(stop: dict | None) -> str:
+    if not stop:
+        return ""
+    end = f"stopped at step {stop['stopped_at']}" if "stopped_at" in stop else "did not stop"
+    return (
+        f" (early stopping: best held-out loss {stop['loss']:.4f} at step {stop['step']}, "
+        f"kept; {end}; max {stop['max_steps']})"
+    )
+
+
+def heldout_curve_path(corrector: Path) -> Path:
+    """inc/corrector_{steps}_heldout.jsonl, beside the corrector checkpoint."""
+    return corrector.with_name(corrector.stem + "_heldout.jsonl")
+
+
+def _heldout_scorer(held: torch.Tensor, tc) -> Callable[[torch.nn.Module], float]:
+    """network -> the corrector's flow-matching loss on the held-out noise, same draws each
+    call (seeded apart from training's generator, which it leaves alone)."""
+    from graftbench.methods.inc import heldout_loss
+
+    def score(network: torch.nn.Module) -> float:
+        def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return network(x, t).sample
+
+        return heldout_loss(denoise, held, tc.eval_draws, 500, tc.sigma_sampling, tc.seed + 2)
+
+    return score
 
 
 def aggregate(task_dir: Path, table: Path, figure: Path, profile: str) -> None:
@@ -179,6 +226,7 @@ def aggregate(task_dir: Path, table: Path, figure: Path, profile: str) -> None:
             f"{inv['nfe_per_image']:.1f} NFE/image, {inv['wall_s']:.0f} s (reconstruction RMS "
             f"{inv['recon_rms']:.4f}, max {inv['recon_max']:.3f}); corrector ({cor['params']} "
             f"parameters) trained on {cor['n_train']} of them in {cor['train_wall_s']:.0f} s"
+            + _stop_note(cor.get("early_stopping"))
         )
     notes = [
         f"profile: {profile}; FID of {int(runs['n_samples'].iloc[0])} samples against the "
