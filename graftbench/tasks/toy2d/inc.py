@@ -116,6 +116,8 @@ def frontier(model, cfg: Toy2dConfig, seed: int) -> dict:
     for s, (velocity, sigmas, scale) in views.items():
         row("base", s, 0, 0, solve_flow(velocity, eps / scale, sigmas)[0])
     train = data.training_points(cfg.data)
+    if inc.invert.n_images:  # 0: all of them
+        train = train[: inc.invert.n_images]
     correctors = {}
     for s in inc.corrected_steps:
         velocity, sigmas, scale = views[s]
