@@ -1,27 +1,38 @@
 # graftbench workflow. Plain `snakemake --cores N` runs the cpu profile; choose another with
 # `--profile profiles/<smoke|cpu|gpu|paper|slurm>`. Logic lives in `python -m graftbench <verb>`.
+import os
 import sys
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version, update_config
 
 from graftbench import tasks
-from graftbench.spec import resolve, suite
+from graftbench.spec import resolve
+from graftbench.workflow_config import check, exit_on_error, load_yaml
 
 min_version("9.0")
 
+# The config files, loaded here rather than with `configfile:` so that a YAML mistake names
+# its file, line and column; `--configfile` and `--config` on the command line override them.
+CONFIG_FILES = ["config/config.yaml"] + [f"tasks/{t}.yaml" for t in tasks.names()]
+with exit_on_error():
+    SOURCES = [(f, load_yaml(f)) for f in CONFIG_FILES]
+for _, data in SOURCES:
+    update_config(config, data)
+update_config(config, workflow.config_settings.overwrite_config)
 
-configfile: "config/config.yaml"
-configfile: "tasks/unconditional.yaml"
-configfile: "tasks/t2i.yaml"
-configfile: "tasks/layout.yaml"
-configfile: "tasks/molecule.yaml"
-configfile: "tasks/toy2d.yaml"
+
+def _shown(path):
+    """A --configfile as the user would name it: relative inside the repository."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
-validate(
-    config, "config/schema.yaml", set_default=False
-)  # presets hold differences only
-SUITE = suite(config)  # typed checks the schema cannot express (enabled tasks, presets)
+# Typed checks of every key of the base and of every preset, then the JSON schema (presets
+# hold differences only, so the schema sets no defaults): one line naming the file and key.
+SOURCES += [(_shown(f), load_yaml(f)) for f in workflow.config_settings.configfiles]
+SOURCES.append(("--config", dict(workflow.config_settings.config)))
+with exit_on_error():
+    SUITE = check(config, SOURCES, "config/schema.yaml")
 RESULTS = f"{SUITE.results}/{SUITE.profile}"
 PY = sys.executable  # the interpreter running Snakemake, i.e. the project's venv
 

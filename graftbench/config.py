@@ -12,9 +12,64 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds of a number key, checked by `parse` and written into the JSON schema."""
+
+    min: float | None = None  # smallest allowed value
+    max: float | None = None  # largest allowed value
+    open_min: bool = False  # min itself not allowed (a value must exceed it)
+    open_max: bool = False  # max itself not allowed
+
+    def check(self, value: float, key: str) -> None:
+        low = self.min is None or (value > self.min if self.open_min else value >= self.min)
+        high = self.max is None or (value < self.max if self.open_max else value <= self.max)
+        if not (low and high):
+            raise ConfigError(f"{key}: {value!r} is out of range; allowed: {self.describe()}")
+
+    def describe(self) -> str:
+        if self.max is None:
+            return f"{'>' if self.open_min else '>='} {self.min:g}"
+        if self.min is None:
+            return f"{'<' if self.open_max else '<='} {self.max:g}"
+        left, right = "(" if self.open_min else "[", ")" if self.open_max else "]"
+        return f"{left}{self.min:g}, {self.max:g}{right}"
+
+
+@dataclass(frozen=True)
+class Items:
+    """Constraints on a list key: its least length and whether entries must differ."""
+
+    min: int = 0  # fewest entries
+    distinct: bool = False  # no entry twice
+
+    def check(self, value: list, key: str) -> None:
+        if len(value) < self.min:
+            raise ConfigError(f"{key}: {value!r} needs at least {self.min} entries")
+        if self.distinct and len(set(map(repr, value))) < len(value):
+            twice = next(v for i, v in enumerate(value) if v in value[:i])
+            raise ConfigError(f"{key}: {twice!r} appears twice; entries must be distinct")
+
+
+# The bounded types of config fields: `steps: Count = 10` declares the bound once, and both
+# `parse` and the generated schema (`minimum`, `minItems`, ...) read it from there.
+Count = Annotated[int, Range(1)]  # a number of things or steps: at least 1
+Count2 = Annotated[int, Range(2)]  # a count of at least 2 (e.g. samples a variance needs)
+Natural = Annotated[int, Range(0)]  # a count where 0 means none, off or all (documented)
+Positive = Annotated[float, Range(0, open_min=True)]  # a scale, width or rate: above 0
+NonNegative = Annotated[float, Range(0)]  # a weight or coefficient: 0 switches it off
+Probability = Annotated[float, Range(0, 1)]  # a probability or fraction in [0, 1]
+Share = Annotated[float, Range(0, 1, open_max=True)]  # a share or decay in [0, 1)
+PositiveShare = Annotated[float, Range(0, 1, open_min=True)]  # a share in (0, 1]
+Guidance = Annotated[float, Range(1)]  # a classifier-free guidance weight (1: none)
+Seeds = Annotated[list[int], Items(1, distinct=True)]  # one run per seed: non-empty, distinct
+Counts = Annotated[list[Count], Items(1)]  # e.g. a sweep of step counts: non-empty
 
 
 class ConfigError(ValueError):
@@ -25,11 +80,14 @@ class InputError(ValueError):
     """A user-supplied file the suite cannot read; the message names the file (and line)."""
 
 
-def parse(cls: type[T], data: Any, path: str = "") -> T:
-    """Build dataclass `cls` from a mapping, checking keys and types recursively."""
+def parse(cls: type[T], data: Any, path: str = "", root: str = "") -> T:
+    """Build dataclass `cls` from a mapping, checking keys, types and bounds recursively.
+
+    path: where `data` sits in the workflow config, for messages (e.g. "t2i.profiles.smoke");
+    root: where its task's config starts (the top call's path, passed down)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{path or '<root>'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     moved = getattr(cls, "MOVED", {})  # a removed key -> where its setting went
@@ -48,15 +106,32 @@ def parse(cls: type[T], data: Any, path: str = "") -> T:
             if no_default and field.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{key}: required key is missing")
             continue
-        values[name] = _coerce(hints[name], data[name], key)
-    return cls(**values)
+        values[name] = _coerce(hints[name], data[name], key, root or path)
+    try:
+        return cls(**values)
+    except ConfigError as err:  # a cross-field rule of the class's __post_init__
+        raise ConfigError(_rebase(str(err), path, root or path)) from None
 
 
-def check_at_least(cfg: Any, path: str, minimum: int, *keys: str) -> None:
-    """A ConfigError naming the first of dataclass `cfg`'s fields `keys` below `minimum`."""
-    for key in keys:
-        if (value := getattr(cfg, key)) < minimum:
-            raise ConfigError(f"{_join(path, key)}: {value} must be at least {minimum}")
+def _rebase(message: str, path: str, root: str) -> str:
+    """Put a __post_init__ message's key under the full path of the class that raised it.
+
+    Classes name their keys three ways: from the task ("t2i.evaluate.eta: ..."), from their
+    own field name in the parent ("loop.eta: ..."), or relative ("epochs: ..."). `root` is
+    where the task's config starts (e.g. "t2i.profiles.smoke"), `path` where this class is.
+    """
+    if not path:
+        return message
+    task = root.split(".")[0]
+    if message.startswith(task + ".") and not message.startswith(root + "."):
+        return root + message[len(task) :]
+    if message.startswith(root + ".") or message.startswith(path + "."):
+        return message
+    parent, _, own = path.rpartition(".")
+    first = message.split(":")[0].split(".")[0].split(" ")[0]
+    if first == own:
+        return _join(parent, message)
+    return _join(path, message)
 
 
 def to_dict(obj: Any) -> Any:
@@ -68,10 +143,16 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _coerce(tp: Any, value: Any, key: str) -> Any:
+def _coerce(tp: Any, value: Any, key: str, root: str = "") -> Any:
     origin = get_origin(tp)
+    if origin is Annotated:
+        base, *marks = get_args(tp)
+        out = _coerce(base, value, key, root)
+        for mark in marks:
+            mark.check(out, key)
+        return out
     if dataclasses.is_dataclass(tp):
-        return parse(tp, value, key)
+        return parse(tp, value, key, root)
     if origin is Literal:
         allowed = get_args(tp)
         # compare type too: `True == 1` and `3.0 == 3` must not pass for Literal[1, 3]
@@ -86,7 +167,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
-                return _coerce(arg, value, key)
+                return _coerce(arg, value, key, root)
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0])
@@ -94,7 +175,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         (item,) = get_args(tp)[:1] or (Any,)
-        out = [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        out = [_coerce(item, v, f"{key}[{i}]", root) for i, v in enumerate(value)]
         return tuple(out) if origin is tuple else out
     if origin is dict:
         if not isinstance(value, dict):

@@ -25,9 +25,9 @@ import tokenize
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from graftbench.config import ConfigError, parse, to_dict
+from graftbench.config import ConfigError, Count, Items, Range, parse, to_dict
 
 PROFILES = ("smoke", "cpu", "paper")
 
@@ -37,9 +37,11 @@ class SuiteConfig:
     """Top-level workflow keys."""
 
     profile: Literal["smoke", "cpu", "paper"] = "cpu"  # which preset of every task to run
-    tasks: list[str] = field(default_factory=lambda: ["unconditional"])  # tasks to run
+    tasks: Annotated[list[str], Items(1, distinct=True)] = field(
+        default_factory=lambda: ["unconditional"]
+    )  # tasks to run
     device: str = "cpu"  # torch device for every verb ("cpu", "cuda", "cuda:1")
-    gpus_per_job: int = 1  # ranks of each fine-tuning job, one GPU each: above 1 the job is
+    gpus_per_job: Count = 1  # ranks of each fine-tuning job, one GPU each: above 1 the job is
     # launched with torchrun and the loop splits every round's prompts across the ranks
     # (needs device cuda; the job asks Snakemake for that many of its `gpu` resource)
     results: str = "results"  # root folder of all outputs
@@ -79,8 +81,6 @@ def suite(config: dict) -> SuiteConfig:
         raise ConfigError(
             f"device: {cfg.device!r} is not a torch device; use cpu, cuda, cuda:N or mps"
         )
-    if cfg.gpus_per_job < 1:
-        raise ConfigError(f"gpus_per_job: {cfg.gpus_per_job} must be at least 1")
     if cfg.gpus_per_job > 1 and cfg.device != "cuda":
         raise ConfigError(
             f"gpus_per_job: {cfg.gpus_per_job} ranks need device: cuda (each rank "
@@ -99,18 +99,39 @@ def suite(config: dict) -> SuiteConfig:
 def resolve(config: dict, task: str) -> Any:
     """Typed config of `task` for the active profile (base deep-merged with the preset)."""
     profile = suite(config).profile
+    return parse(task_configs()[task], merge(*_base_and_presets(config, task, profile)), task)
+
+
+def check_task(config: dict, task: str) -> None:
+    """Parse the task's base, then base + each preset, so that a bad key anywhere (not only
+    in the active profile's preset) fails naming its full path, e.g. t2i.profiles.smoke.seeds."""
+    cls = task_configs()[task]
+    base, _ = _base_and_presets(config, task, "cpu")
+    parse(cls, base, f"{task}.base")
+    for name, preset in (config[task].get("profiles") or {}).items():
+        parse(cls, merge(base, preset or {}), f"{task}.profiles.{name}")
+
+
+def _base_and_presets(config: dict, task: str, profile: str) -> tuple[dict, dict]:
+    """The task section's base and the preset of `profile` ({} if none), keys checked."""
     section = config[task]
+    if not isinstance(section, dict):
+        raise ConfigError(f"{task}: expected a mapping with base and profiles, got {section!r}")
     unknown = sorted(set(section) - {"base", "profiles"})
     if unknown:
         raise ConfigError(f"{task}.{unknown[0]}: unknown key; allowed keys are base, profiles")
     presets = section.get("profiles") or {}
-    for name in presets:
+    for name, preset in presets.items():
         if name not in PROFILES:
             raise ConfigError(
                 f"{task}.profiles.{name}: unknown profile; choose one of {', '.join(PROFILES)}"
             )
-    merged = merge(section.get("base") or {}, presets.get(profile) or {})
-    return parse(task_configs()[task], merged, f"{task}")
+        if not isinstance(preset, dict | None):
+            raise ConfigError(f"{task}.profiles.{name}: expected a mapping, got {preset!r}")
+    base = section.get("base") or {}
+    if not isinstance(base, dict):
+        raise ConfigError(f"{task}.base: expected a mapping, got {base!r}")
+    return base, presets.get(profile) or {}
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -158,7 +179,7 @@ def json_schema() -> dict:
 
 
 def _fields(cls):
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     return [(f, hints[f.name]) for f in dataclasses.fields(cls) if f.init]
 
 
@@ -211,6 +232,12 @@ def field_docs(cls: type) -> dict[str, str]:
 
 def _schema(tp: Any, defs: dict) -> dict:
     origin = get_origin(tp)
+    if origin is Annotated:  # a bounded type of graftbench.config (Count, Seeds, ...)
+        base, *marks = get_args(tp)
+        out = _schema(base, defs)
+        for mark in marks:
+            out |= _bounds(mark)
+        return out
     if dataclasses.is_dataclass(tp):
         return {"$ref": f"#/$defs/{_def(tp, defs)}"}
     if origin is Literal:
@@ -225,3 +252,15 @@ def _schema(tp: Any, defs: dict) -> dict:
     if tp in simple:
         return {"type": simple[tp]}
     return {}
+
+
+def _bounds(mark: Range | Items) -> dict:
+    """JSON-schema keywords of a bound of graftbench.config."""
+    if isinstance(mark, Items):
+        return {"minItems": mark.min} | ({"uniqueItems": True} if mark.distinct else {})
+    out = {}
+    if mark.min is not None:
+        out["exclusiveMinimum" if mark.open_min else "minimum"] = mark.min
+    if mark.max is not None:
+        out["exclusiveMaximum" if mark.open_max else "maximum"] = mark.max
+    return out

@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from graftbench.config import ConfigError, InputError
+from graftbench.config import ConfigError, Count2, InputError
 from graftbench.models.base import FinetuneModel
 
 
@@ -38,11 +38,8 @@ class BestOfMConfig:
     """The `best_of_m` reference run: no fine-tuning; each evaluation sample is the best of
     m draws of the base by the task's reward (the evaluator used at inference time)."""
 
-    m: int = 8  # draws per evaluation sample (GRAFT's M where its groups are per condition)
-
-    def __post_init__(self):
-        if self.m < 2:
-            raise ConfigError(f"best_of_m.m: {self.m} must be at least 2")
+    m: Count2 = 8  # draws per evaluation sample (GRAFT's M where its
+    # groups are per condition)
 
 
 BEST_OF_M = "best_of_m"  # the reference run that keeps the base's best of m samples

@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from graftbench.config import ConfigError
+from graftbench.config import ConfigError, Count, Positive, PositiveShare
 from graftbench.methods.loop import LoopConfig
 from graftbench.methods.rollout import Rollout, denoiser, sample_segments
 from graftbench.methods.updater import OptimConfig, Updater
@@ -43,18 +43,18 @@ class DDPOConfig:
     # DDIM with eta > 0 (the policy needs a density)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4))  # ddpo-pytorch's
     # lr; batch_size = trajectories per optimiser step (gradients summed over their steps)
-    inner_epochs: int = 1  # PPO passes over each batch of trajectories
-    clip_range: float = 1e-4  # PPO's eps on the importance ratio (ddpo-pytorch's default)
+    inner_epochs: Count = 1  # PPO passes over each batch of trajectories
+    clip_range: Positive = 1e-4  # PPO's eps on the importance ratio (ddpo-pytorch's default)
     log_prob: Literal["mean", "sum"] = "mean"  # the ratio's log-probs: "mean" over the state's
     # elements (ddpo-pytorch's convention, which its clip range and learning rates assume),
     # or "sum", the exact density ratio, whose log grows with the state's size (3x32x32:
     # one optimiser step moves it beyond 1e-3)
-    adv_clip_max: float = 5.0  # advantages are clipped to [-adv_clip_max, adv_clip_max]
-    timestep_fraction: float = 1.0  # share of each trajectory's stochastic steps trained
+    adv_clip_max: Positive = 5.0  # advantages are clipped to [-adv_clip_max, adv_clip_max]
+    timestep_fraction: PositiveShare = 1.0  # share of each trajectory's stochastic steps trained
     advantage: Literal["per_prompt", "batch"] = "per_prompt"  # normalise rewards by running
     # per-prompt statistics, or by the round's batch
-    stat_buffer: int = 16  # rewards remembered per prompt (the tracker's window)
-    stat_min_count: int = 16  # below this many remembered rewards a prompt uses batch statistics
+    stat_buffer: Count = 16  # rewards remembered per prompt (the tracker's window)
+    stat_min_count: Count = 16  # below this many remembered rewards a prompt uses batch statistics
 
     def __post_init__(self):
         if self.loop.scheduler != "ddim" or self.loop.eta <= 0:
@@ -62,10 +62,6 @@ class DDPOConfig:
                 f"loop: DDPO needs scheduler 'ddim' with eta > 0, got "
                 f"{self.loop.scheduler!r} with eta {self.loop.eta}"
             )
-        if not 0 < self.timestep_fraction <= 1:
-            raise ConfigError(f"timestep_fraction: {self.timestep_fraction} not in (0, 1]")
-        if self.inner_epochs < 1 or self.clip_range <= 0:
-            raise ConfigError("inner_epochs must be >= 1 and clip_range > 0")
 
 
 def ppo_loss(

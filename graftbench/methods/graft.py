@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from graftbench.config import ConfigError
+from graftbench.config import ConfigError, Count, Natural, NonNegative
 from graftbench.methods.loop import LoopConfig
 from graftbench.methods.rollout import Rollout, denoiser, encode, sample_segments
 from graftbench.methods.selection import SelectionConfig, select
@@ -38,13 +38,13 @@ class GraftConfig:
     loop: LoopConfig = field(default_factory=LoopConfig)  # budget, rounds, sampler
     selection: SelectionConfig = field(default_factory=SelectionConfig)  # acceptance rule
     optim: OptimConfig = field(default_factory=OptimConfig)  # optimiser, full/unet/LoRA
-    epochs: int = 1  # passes over each round's accepted set (RAFT trains epochs on it)
-    t_min: int = 0  # fit the accepted samples only at timesteps t >= t_min (0: the loss of
+    epochs: Count = 1  # passes over each round's accepted set (RAFT trains epochs on it)
+    t_min: Natural = 0  # fit the accepted samples only at timesteps t >= t_min (0: the loss of
     # pre-training, as GRAFT specifies). Fitting the model's own samples at low noise teaches
     # the denoiser their residual errors (a single-seed hypothesis: on layouts, t_min = 100
     # turned that drift into a gain, docs/notes/2026-12-03-t2i-graft-investigations.md);
     # GRAFT only, P-GRAFT trains t > t_I
-    anchor: float = 0.0  # weight of a penalty on the fine-tuned model's outputs moving away
+    anchor: NonNegative = 0.0  # weight of a penalty on the fine-tuned model's outputs moving away
     # from the pre-trained model's at the same noised sample (losses.denoising_loss), added
     # to the loss; 0: GRAFT as specified. Fitting a small model's own samples can drift it
     # below the base faster than selection lifts it (t2i seed 0: -0.17 with no selection at
@@ -52,12 +52,6 @@ class GraftConfig:
     # network in memory. Denoising losses only: not P-GRAFT's, not a discrete model's
 
     def __post_init__(self):
-        if self.epochs < 1:
-            raise ConfigError(f"epochs: {self.epochs} must be at least 1")
-        if self.t_min < 0:
-            raise ConfigError(f"t_min: {self.t_min} must be >= 0")
-        if self.anchor < 0:
-            raise ConfigError(f"anchor: {self.anchor} must be >= 0 (0: no anchor)")
         sel, m = self.selection, self.loop.samples_per_prompt
         if sel.rule == "top_k" and not 1 <= sel.k <= m:
             raise ConfigError(f"selection.k: {sel.k} must lie in 1..samples_per_prompt={m}")

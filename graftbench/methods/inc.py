@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
+from graftbench.config import Count, Counts, Natural, NonNegative, Positive, Share
 from graftbench.models.config import UNetConfig
 from graftbench.sampling.flow import Velocity, invert_euler, solve_flow
 from graftbench.train import TrainConfig
@@ -28,30 +29,32 @@ from graftbench.train import TrainConfig
 
 @dataclass
 class InversionConfig:
-    n_images: int = 2000  # training images inverted per base step count (0 = all of them)
-    batch_size: int = 500  # images per fixed-point solve
-    max_iters: int = 50  # fixed-point iterations per Euler step before giving up
-    tol: float = 1e-4  # stop a step's iteration when the update is below this (sup norm)
-    perturb: float = 0.0  # std of Gaussian noise added to the data first (paper: 1e-3 on LSUN)
-    holdout: float = 0.1  # share of the inverted noise kept out of corrector training, for
+    n_images: Natural = 2000  # training images inverted per base step count (0 = all of them)
+    batch_size: Count = 500  # images per fixed-point solve
+    max_iters: Count = 50  # fixed-point iterations per Euler step before giving up
+    tol: Positive = 1e-4  # stop a step's iteration when the update is below this (sup norm)
+    perturb: NonNegative = (
+        0.0  # std of Gaussian noise added to the data first (paper: 1e-3 on LSUN)
+    )
+    holdout: Share = 0.1  # share of the inverted noise kept out of corrector training, for
     # diagnostics
 
 
 @dataclass
 class CorrectorTrainConfig(TrainConfig):
     sigma_sampling: Literal["uniform", "logit_normal"] = "logit_normal"  # law of sigma in training
-    eval_every: int = 0  # steps between held-out losses of the EMA (0 = none: train `steps`)
-    patience: int = 0  # evaluations without improvement before stopping early (0 = never);
+    eval_every: Natural = 0  # steps between held-out losses of the EMA (0 = none: train `steps`)
+    patience: Natural = 0  # evaluations without improvement before stopping early (0 = never);
     # `steps` is then the maximum, and the EMA at the best evaluation is kept
-    min_delta: float = 0.0  # relative fall of the held-out loss that counts as an improvement
-    eval_draws: int = 4  # fixed (sigma, noise) draws per held-out example in that loss
+    min_delta: NonNegative = 0.0  # relative fall of the held-out loss that counts as an improvement
+    eval_draws: Count = 4  # fixed (sigma, noise) draws per held-out example in that loss
 
 
 @dataclass
 class IncConfig:
-    base_steps: list[int] = field(default_factory=lambda: [4, 8])  # base Euler steps that get
+    base_steps: Counts = field(default_factory=lambda: [4, 8])  # base Euler steps that get
     # a corrector (one inversion and one corrector each)
-    corrector_steps: list[int] = field(default_factory=lambda: [2, 4])  # corrector Euler
+    corrector_steps: Counts = field(default_factory=lambda: [2, 4])  # corrector Euler
     # steps swept
     invert: InversionConfig = field(default_factory=InversionConfig)  # inverting the data
     model: UNetConfig = field(default_factory=UNetConfig)  # the corrector (smaller than the base)

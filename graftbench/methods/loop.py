@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from graftbench import flops, records
-from graftbench.config import ConfigError, check_at_least
+from graftbench.config import ConfigError, Count, NonNegative
 from graftbench.distributed import (
     all_gather_objects,
     from_writer,
@@ -50,33 +50,29 @@ from graftbench.models.base import FinetuneModel
 
 @dataclass
 class LoopConfig:
-    reward_budget: int = 4096  # reward queries (samples scored) over the whole run, all ranks
+    reward_budget: Count = 4096  # reward queries (samples scored) over the whole run, all ranks
     # together; a multiple of samples_per_prompt (times the ranks), so the last round can be
     # cut to whole groups (split evenly across ranks)
-    prompts_per_round: int = 16  # conditions per round, all ranks together (a multiple of the
+    prompts_per_round: Count = 16  # conditions per round, all ranks together (a multiple of the
     # ranks; the last round may take fewer)
-    samples_per_prompt: int = 8  # M, samples drawn per condition per round
-    num_steps: int = 20  # sampler steps N
+    samples_per_prompt: Count = 8  # M, samples drawn per condition per round
+    num_steps: Count = 20  # sampler steps N
     scheduler: Literal["ddim", "ddpm"] = "ddim"  # sampler (the adapter's `scheduler(kind)`)
-    eta: float = 1.0  # DDIM stochasticity (1: DDPM-like, which DDPO needs; ignored by ddpm)
+    eta: NonNegative = 1.0  # DDIM stochasticity (1: DDPM-like, which DDPO needs; ignored by ddpm)
     guidance_scale: float | None = None  # CFG weight for adapters with `guided`; None: the
     # model's own default
-    sample_batch: int = 64  # trajectories per sampler call (memory, not maths)
+    sample_batch: Count = 64  # trajectories per sampler call (memory, not maths)
     count_flops: bool = False  # count sampling and training FLOPs (graftbench.flops.counter)
     # (exact, forward and backward, but slows small models down: wall time is always logged)
     seed: int = 0  # condition order, initial noise, selection and training noise (on several
     # ranks: the condition order is shared, the rest is drawn per rank from `rank_seed`)
 
     def __post_init__(self):
-        check_at_least(self, "loop", 1, "reward_budget", "prompts_per_round")
-        check_at_least(self, "loop", 1, "samples_per_prompt", "num_steps", "sample_batch")
         if self.reward_budget % self.samples_per_prompt:
             raise ConfigError(
                 f"loop.reward_budget: {self.reward_budget} must be a multiple of "
                 f"samples_per_prompt ({self.samples_per_prompt})"
             )
-        if self.eta < 0:
-            raise ConfigError(f"loop.eta: {self.eta} must be >= 0")
 
 
 class Method(Protocol):

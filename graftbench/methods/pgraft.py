@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from graftbench.config import ConfigError
+from graftbench.config import ConfigError, Count, Counts
 from graftbench.methods.graft import Graft, GraftConfig, frozen_copy, sample_key
 from graftbench.methods.rollout import Rollout, denoiser, sample_segments
 from graftbench.models.base import FinetuneModel
@@ -34,7 +34,7 @@ from graftbench.models.base import FinetuneModel
 
 @dataclass
 class PGraftConfig(GraftConfig):
-    intermediate_step: int = 10  # N_I: sampler state whose x_{t_I} is kept (0 = x_T,
+    intermediate_step: Count = 10  # N_I: sampler state whose x_{t_I} is kept (0 = x_T,
     # loop.num_steps = x_0); t_I is the timestep the sampler assigns to that state. Swept by
     # the workflow: small N_I shapes at high noise (more reward variance), large near the data
 
@@ -56,7 +56,7 @@ class PGraftSweep(GraftConfig):
     """P-GRAFT's settings as a task config holds them: every run of the N_I sweep shares
     them; `at(n_i)` gives one run's config."""
 
-    intermediate_steps: list[int] = field(default_factory=lambda: [3, 5, 7])  # N_I values,
+    intermediate_steps: Counts = field(default_factory=lambda: [3, 5, 7])  # N_I values,
     # one run each: sampler state index of x_{t_I} (0 = pure noise, loop.num_steps = data)
 
     def __post_init__(self):

@@ -23,14 +23,16 @@ from typing import Literal
 
 import torch
 
+from graftbench.config import Count, Positive
+
 
 @dataclass
 class SelectionConfig:
     rule: Literal["top_k", "best_of_n", "threshold", "rso", "all"] = "top_k"  # acceptance
     # rule (all: keep every sample, the self_fit reference)
-    k: int = 1  # samples kept per condition by top_k
+    k: Count = 1  # samples kept per condition by top_k
     tau: float = 0.5  # reward threshold of the threshold rule
-    beta: float = 0.1  # temperature of the RSO rule
+    beta: Positive = 0.1  # temperature of the RSO rule
     r_max: float | None = None  # RSO's reward bound; None uses each group's maximum
     dedup: bool = False  # drop identical samples within a group before selecting
 

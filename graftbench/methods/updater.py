@@ -8,6 +8,7 @@ from typing import Literal
 
 import torch
 
+from graftbench.config import Count, NonNegative, Positive
 from graftbench.distributed import average_gradients
 from graftbench.models.base import FinetuneModel, LoraSettings
 
@@ -18,10 +19,10 @@ class OptimConfig:
     # `trainable_parameters`: unet and lora are the text-to-image models'; others allow
     # only "full")
     lora: LoraSettings | None = None  # LoRA rank/alpha/targets for trainable = "lora"
-    lr: float = 1e-4  # AdamW learning rate, constant (the optimiser persists across rounds)
-    weight_decay: float = 0.0  # AdamW weight decay
-    grad_clip: float = 1.0  # max global gradient norm per optimiser step
-    batch_size: int = 32  # training examples per optimiser step
+    lr: Positive = 1e-4  # AdamW learning rate, constant (the optimiser persists across rounds)
+    weight_decay: NonNegative = 0.0  # AdamW weight decay
+    grad_clip: Positive = 1.0  # max global gradient norm per optimiser step
+    batch_size: Count = 32  # training examples per optimiser step
 
 
 class Updater:

@@ -17,14 +17,14 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from graftbench.config import ConfigError
+from graftbench.config import ConfigError, Count, Positive
 from graftbench.sampling.diffusion import Denoiser, Trajectory, sample_diffusion
 
 
 @dataclass
 class LoraSettings:
-    rank: int = 4  # r of the low-rank update B A
-    alpha: float | None = None  # the update is scaled by alpha / r; None: alpha = r (scale 1)
+    rank: Count = 4  # r of the low-rank update B A
+    alpha: Positive | None = None  # the update is scaled by alpha / r; None: alpha = r (scale 1)
     targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
     # UNet attention projections, self- and cross-attention alike (as in SD LoRA training)
 

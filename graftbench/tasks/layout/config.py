@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from graftbench.config import ConfigError, check_at_least
+from graftbench.config import ConfigError, Count, Natural, NonNegative, Seeds
 from graftbench.finetuning.task import BestOfMConfig, check_methods, run_names
 from graftbench.methods.ddpo import DDPOConfig
 from graftbench.methods.graft import GraftConfig
@@ -26,31 +26,20 @@ class CocoFiles:
 
     train: str = ""  # path to the training annotations, e.g. publaynet/train.json
     test: str = ""  # path to the held-out annotations, e.g. publaynet/val.json
-    max_train: int = 0  # keep at most this many training layouts (0 = all)
+    max_train: Natural = 0  # keep at most this many training layouts (0 = all)
 
 
 @dataclass
 class LayoutEvaluateConfig:
-    num_steps: int = 20  # DDIM steps of the evaluation sampler, every method alike (and
+    num_steps: Count = 20  # DDIM steps of the evaluation sampler, every method alike (and
     # P-GRAFT's loop: it switches models at a state index of this grid)
-    eta: float = 0.0  # 0: deterministic DDIM, so the same noise gives comparable layouts
-    heldout_conditions: int = 1000  # test layouts whose classes are sampled (0 = all)
-    train_samples: int = 4  # samples per fine-tuning condition (training reward, diversity)
-    batch_size: int = 512  # layouts per sampler call (memory, not maths)
-    curve_conditions: int = 200  # held-out conditions scored after fine-tuning rounds
-    curve_every: int = 1  # rounds between curve points (the last round always gets one)
+    eta: NonNegative = 0.0  # 0: deterministic DDIM, so the same noise gives comparable layouts
+    heldout_conditions: Natural = 1000  # test layouts whose classes are sampled (0 = all)
+    train_samples: Count = 4  # samples per fine-tuning condition (training reward, diversity)
+    batch_size: Count = 512  # layouts per sampler call (memory, not maths)
+    curve_conditions: Count = 200  # held-out conditions scored after fine-tuning rounds
+    curve_every: Count = 1  # rounds between curve points (the last round always gets one)
     seed_offset: int = 1000  # evaluation noise seed = run seed + this
-
-    def __post_init__(self):
-        check_at_least(self, "layout.evaluate", 1, "num_steps", "train_samples", "batch_size")
-        check_at_least(self, "layout.evaluate", 1, "curve_conditions", "curve_every")
-        if self.heldout_conditions < 0:
-            raise ConfigError(
-                f"layout.evaluate.heldout_conditions: {self.heldout_conditions} "
-                "must be >= 0 (0 = every test layout)"
-            )
-        if self.eta < 0:
-            raise ConfigError(f"layout.evaluate.eta: {self.eta} must be >= 0")
 
 
 @dataclass
@@ -58,12 +47,12 @@ class LayoutConfig:
     methods: list[Method] = field(  # the table's runs (base: the pre-trained model)
         default_factory=lambda: ["base", "graft", "graft_threshold", "pgraft", "ddpo"]
     )
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tuning + evaluation seeds
+    seeds: Seeds = field(default_factory=lambda: [0, 1, 2])  # fine-tuning + evaluation seeds
     source: Literal["generated", "coco"] = "generated"  # generated: our PubLayNet-like pages;
     # coco: the annotation files under `coco`
     data: LayoutDataConfig = field(default_factory=LayoutDataConfig)  # generator and split
     coco: CocoFiles = field(default_factory=CocoFiles)  # used when source = coco
-    finetune_conditions: int = 64  # class sequences of training layouts that fine-tuning
+    finetune_conditions: Count = 64  # class sequences of training layouts that fine-tuning
     # draws from (seeded by data.seed; the same for every method and seed) and that the
     # training reward is scored on
     reward: RewardConfig = field(default_factory=RewardConfig)  # the aesthetic reward
@@ -84,10 +73,6 @@ class LayoutConfig:
     evaluate: LayoutEvaluateConfig = field(default_factory=LayoutEvaluateConfig)  # scoring
 
     def __post_init__(self):
-        if self.finetune_conditions < 1:
-            raise ConfigError(
-                f"layout.finetune_conditions: {self.finetune_conditions} must be at least 1"
-            )
         if self.model.max_elements != self.data.max_elements:
             raise ConfigError(
                 f"layout.model.max_elements: {self.model.max_elements} must equal "

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graftbench.config import ConfigError
+from graftbench.config import Count, Natural, Probability
 
 CLASSES = ("text", "title", "list", "table", "figure")
 PAD = len(CLASSES)  # class id of padding slots
@@ -47,22 +47,12 @@ _NARROW_FIGURE = 0.4  # probability that a figure is narrower than its column an
 
 @dataclass
 class LayoutDataConfig:
-    n_train: int = 8000  # generated training layouts (the base model's data)
-    n_test: int = 1000  # generated held-out layouts (the reference for Maximum IoU)
-    max_elements: int = 10  # a page stops taking blocks once it has this many
-    two_column_prob: float = 0.5  # probability that a page has two columns
-    title_prob: float = 0.6  # probability that a page opens with a title above its body
-    seed: int = 0  # seed of both splits (train and test come from independent streams)
-
-    def __post_init__(self):
-        for key in ("n_train", "n_test", "max_elements"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"layout.data.{key}: {getattr(self, key)} must be at least 1")
-        for key in ("two_column_prob", "title_prob"):
-            if not 0 <= getattr(self, key) <= 1:
-                raise ConfigError(f"layout.data.{key}: {getattr(self, key)} must lie in [0, 1]")
-        if self.seed < 0:
-            raise ConfigError(f"layout.data.seed: {self.seed} must be >= 0")
+    n_train: Count = 8000  # generated training layouts (the base model's data)
+    n_test: Count = 1000  # generated held-out layouts (the reference for Maximum IoU)
+    max_elements: Count = 10  # a page stops taking blocks once it has this many
+    two_column_prob: Probability = 0.5  # probability that a page has two columns
+    title_prob: Probability = 0.6  # probability that a page opens with a title above its body
+    seed: Natural = 0  # seed of both splits (train and test come from independent streams)
 
 
 # eq=False: the generated __eq__/__hash__ would compare arrays elementwise and fail.

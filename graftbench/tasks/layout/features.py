@@ -20,18 +20,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from graftbench.config import ConfigError
+from graftbench.config import ConfigError, Count, NonNegative
 from graftbench.tasks.layout.data import PAD
 from graftbench.train import TrainConfig
+
+FEATURES_KIND = "layout feature net"  # the checkpoint kind of features.pt (records)
 
 
 @dataclass
 class LayoutFeatureConfig:
-    width: int = 128  # transformer width
-    layers: int = 3  # encoder layers
-    heads: int = 4  # attention heads (must divide width)
-    dim: int = 64  # feature dimension (the FID's Gaussian lives in R^dim)
-    max_jitter: float = 0.05  # largest std of the box perturbation (page units)
+    width: Count = 128  # transformer width
+    layers: Count = 3  # encoder layers
+    heads: Count = 4  # attention heads (must divide width)
+    dim: Count = 64  # feature dimension (the FID's Gaussian lives in R^dim)
+    max_jitter: NonNegative = 0.05  # largest std of the box perturbation (page units)
     train: TrainConfig = field(  # its training
         default_factory=lambda: TrainConfig(
             steps=1500,
@@ -44,9 +46,6 @@ class LayoutFeatureConfig:
     )
 
     def __post_init__(self):
-        for key in ("width", "layers", "heads", "dim"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"layout.features.{key}: {getattr(self, key)} must be at least 1")
         if self.width % self.heads:
             raise ConfigError(f"layout.features.heads: {self.heads} must divide width {self.width}")
 

@@ -17,7 +17,7 @@ from itertools import permutations
 
 import numpy as np
 
-from graftbench.config import ConfigError
+from graftbench.config import NonNegative
 from graftbench.tasks.layout.data import Layout
 
 # Keeps -log(1 - d) finite for boxes so far outside the page that d >= 1.
@@ -88,13 +88,8 @@ class RewardConfig:
     page off its nearest line scores -log(0.98) = 0.02.
     """
 
-    alignment_weight: float = 10.0  # weight of `alignment` in the exponent
-    overlap_weight: float = 1.0  # weight of `overlap` in the exponent
-
-    def __post_init__(self):
-        for key in ("alignment_weight", "overlap_weight"):
-            if not getattr(self, key) >= 0:
-                raise ConfigError(f"layout.reward.{key}: {getattr(self, key)} must be >= 0")
+    alignment_weight: NonNegative = 10.0  # weight of `alignment` in the exponent
+    overlap_weight: NonNegative = 1.0  # weight of `overlap` in the exponent
 
 
 def reward(boxes: np.ndarray, mask: np.ndarray, cfg: RewardConfig) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from graftbench.config import ConfigError, check_at_least
+from graftbench.config import ConfigError, Count, Natural, Seeds
 from graftbench.finetuning.task import BestOfMConfig, check_methods, run_names
 from graftbench.methods.ddpo import DDPOConfig
 from graftbench.methods.graft import GraftConfig
@@ -24,34 +24,25 @@ class MoleculeDataConfig:
     source: Literal["qm9", "moses", "file"] = "qm9"  # qm9: the qm9pack wheel's 130,831
     # molecules; moses: the molsets wheel's MOSES train split; file: `file`
     file: str = ""  # a SMILES file you supply (one per line), for source: file
-    max_train: int = 20000  # training molecules kept after the split (0 = all)
-    n_test: int = 2000  # held-out molecules: the FCD reference, never trained on
+    max_train: Natural = 20000  # training molecules kept after the split (0 = all)
+    n_test: Count = 2000  # held-out molecules: the FCD reference, never trained on
     split_seed: int = 0  # seed of the train/test split and of the max_train subset
 
     def __post_init__(self):
         if self.source == "file" and not self.file:
             raise ConfigError("molecule.data.file: source 'file' needs a SMILES file")
-        if self.n_test < 1 or self.max_train < 0:
-            raise ConfigError(
-                f"molecule.data: n_test ({self.n_test}) must be at least 1 and "
-                f"max_train ({self.max_train}) at least 0"
-            )
 
 
 @dataclass
 class MoleculeEvaluateConfig:
-    num_steps: int = 20  # unmasking steps of the evaluation sampler, every method alike (and
+    num_steps: Count = 20  # unmasking steps of the evaluation sampler, every method alike (and
     # P-GRAFT's loop: it switches models at a state index of this grid)
-    samples: int = 1000  # fresh molecules sampled per evaluation
-    batch_size: int = 500  # molecules per sampler call (memory, not maths)
-    curve_samples: int = 200  # molecules scored after fine-tuning rounds (the curve)
-    curve_every: int = 1  # rounds between curve points (the last round always gets one)
+    samples: Count = 1000  # fresh molecules sampled per evaluation
+    batch_size: Count = 500  # molecules per sampler call (memory, not maths)
+    curve_samples: Count = 200  # molecules scored after fine-tuning rounds (the curve)
+    curve_every: Count = 1  # rounds between curve points (the last round always gets one)
     fcd: bool = True  # Frechet ChemNet Distance to the test molecules (fcd-torch)
     seed_offset: int = 1000  # evaluation sampler seed = run seed + this
-
-    def __post_init__(self):
-        check_at_least(self, "molecule.evaluate", 1, "num_steps", "samples", "batch_size")
-        check_at_least(self, "molecule.evaluate", 1, "curve_samples", "curve_every")
 
 
 @dataclass
@@ -59,7 +50,7 @@ class MoleculeConfig:
     methods: list[Method] = field(  # the table's runs (base: the pre-trained model)
         default_factory=lambda: ["base", "graft", "graft_dedup", "pgraft", "ddpo"]
     )
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tuning + evaluation seeds
+    seeds: Seeds = field(default_factory=lambda: [0, 1, 2])  # fine-tuning + evaluation seeds
     data: MoleculeDataConfig = field(default_factory=MoleculeDataConfig)  # molecules, split
     reward: Reward = "drug_likeness"  # what fine-tuning maximises (its metrics.py)
     model: MoleculeModelConfig = field(default_factory=MoleculeModelConfig)  # the base model

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from graftbench.config import ConfigError, check_at_least
+from graftbench.config import ConfigError, Count, Natural, NonNegative, Range, Seeds
 from graftbench.finetuning.task import BestOfMConfig, check_methods, run_names
 from graftbench.methods.ddpo import DDPOConfig
 from graftbench.methods.graft import GraftConfig
@@ -25,7 +25,9 @@ class PromptsConfig:
     # the rendered-scene grammar, split by `scenes`; otherwise a benchmark's prompt set read
     # from `path` (graftbench/tasks/t2i/prompt_sets.py) and split here
     path: str = ""  # the prompt set's file (T2I-CompBench++: its folder); unused for scenes
-    heldout_fraction: float = 0.2  # prompt sets: share of each category held out from
+    heldout_fraction: Annotated[float, Range(0, 1, open_min=True, open_max=True)] = (
+        0.2  # prompt sets: share of each category held out from
+    )
     # fine-tuning (evaluated only)
     split_seed: int = 0  # prompt sets: seed of that split
 
@@ -35,46 +37,35 @@ class PromptsConfig:
                 f"t2i.prompts.path: empty; prompts from {self.source} are read "
                 "from a file you supply (README, 'Paper scale')"
             )
-        if not 0 < self.heldout_fraction < 1:
-            raise ConfigError(
-                f"t2i.prompts.heldout_fraction: {self.heldout_fraction} not in (0, 1)"
-            )
 
 
 @dataclass
 class EvaluateConfig:
-    num_steps: int = 10  # DDIM steps of the evaluation sampler, every method alike
-    eta: float = 0.0  # 0: deterministic DDIM, so one noise gives comparable images across
+    num_steps: Count = 10  # DDIM steps of the evaluation sampler, every method alike
+    eta: NonNegative = 0.0  # 0: deterministic DDIM, so one noise gives comparable images across
     # methods (drift is measured on them)
-    samples_per_prompt: int = 2  # images per held-out prompt (diversity compares them)
-    train_samples_per_prompt: int = 2  # images per fine-tuning prompt (the training reward;
+    samples_per_prompt: Count = 2  # images per held-out prompt (diversity compares them)
+    train_samples_per_prompt: Count = 2  # images per fine-tuning prompt (the training reward;
     # its change from the base is paired image by image, so more images resolve smaller
     # changes: 64 images give a 95% CI of about +-0.03 on the verifier's score)
-    batch_size: int = 64  # images per sampler call (memory, not maths)
-    curve_prompts: int = 32  # held-out prompts (one image each) scored after fine-tuning
+    batch_size: Count = 64  # images per sampler call (memory, not maths)
+    curve_prompts: Count = 32  # held-out prompts (one image each) scored after fine-tuning
     # rounds, for the reward-against-queries curve
-    curve_every: int = 1  # rounds between curve points (the last round always gets one)
+    curve_every: Count = 1  # rounds between curve points (the last round always gets one)
     seed_offset: int = 1000  # evaluation noise seed = run seed + this (apart from training's)
     MOVED: ClassVar[dict[str, str]] = {
         "n_train_prompts": "t2i.finetune_prompts (the training reward is scored on the prompts "
         "fine-tuning drew from)"
     }
 
-    def __post_init__(self):
-        check_at_least(self, "t2i.evaluate", 1, "num_steps", "samples_per_prompt")
-        check_at_least(self, "t2i.evaluate", 1, "train_samples_per_prompt", "batch_size")
-        check_at_least(self, "t2i.evaluate", 1, "curve_prompts", "curve_every")
-        if self.eta < 0:
-            raise ConfigError(f"t2i.evaluate.eta: {self.eta} must be >= 0")
-
 
 @dataclass
 class T2IConfig:
     methods: list[Method] = field(default_factory=lambda: ["base", "graft", "pgraft", "ddpo"])
     # the table's runs (base: the pre-trained model, evaluated as the others are)
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tuning + evaluation seeds
+    seeds: Seeds = field(default_factory=lambda: [0, 1, 2])  # fine-tuning + evaluation seeds
     scenes: SceneConfig = field(default_factory=SceneConfig)  # grammar, split, renderer
-    finetune_prompts: int = 32  # training prompts the fine-tuning loop draws from: a fixed
+    finetune_prompts: Natural = 32  # training prompts the fine-tuning loop draws from: a fixed
     # seeded subset of the training split (scenes.split_seed), the same for every method and
     # seed; 0 = the whole split. The training reward is scored on exactly these prompts.
     prompts: PromptsConfig = field(default_factory=PromptsConfig)  # where prompts come from
@@ -98,11 +89,6 @@ class T2IConfig:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)  # how every run is scored
 
     def __post_init__(self):
-        if self.finetune_prompts < 0:
-            raise ConfigError(
-                f"t2i.finetune_prompts: {self.finetune_prompts} must be >= 0 "
-                "(0 = every training prompt)"
-            )
         check_methods(self, "t2i")
         if self.prompts.source != "scenes" and not self.scorer:
             raise ConfigError(

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
-from graftbench.config import ConfigError
+from graftbench.config import ConfigError, Range, Share
 
 Colour = Literal["red", "green", "blue", "yellow", "purple", "white"]
 Shape = Literal["circle", "square", "triangle"]
@@ -63,30 +63,32 @@ AXES = {"left_of": (1, 0), "right_of": (-1, 0), "above": (0, 1), "below": (0, -1
 
 @dataclass
 class SceneConfig:
-    image_size: int = 32  # side of rendered images in pixels (>= 32: accuracy is measured there)
+    image_size: Annotated[int, Range(32)] = (
+        32  # side of rendered images in pixels (>= 32: accuracy is measured there)
+    )
     colours: list[Colour] = field(default_factory=lambda: ["red", "green", "blue", "yellow"])
     # colours prompts use
     shapes: list[Shape] = field(default_factory=lambda: list(SHAPES))  # shapes prompts use
     categories: list[Category] = field(default_factory=lambda: list(CATEGORIES))  # in use
-    max_count: int = 4  # counting prompts ask for 1..max_count objects (at most 4)
-    heldout_fraction: float = 0.25  # of (colour, shape) combos and of colour pairs held out
+    max_count: Annotated[int, Range(1, 4)] = (
+        4  # counting prompts ask for 1..max_count objects (at most 4)
+    )
+    heldout_fraction: Share = 0.25  # of (colour, shape) combos and of colour pairs held out
     split_seed: int = 0  # seed of the held-out choice and of the prompt subsampling
-    n_train_per_category: int = 64  # training prompts drawn per category (fewer if pool is)
-    n_heldout_per_category: int = 32  # held-out prompts drawn per category (fewer if pool is)
+    n_train_per_category: Annotated[int, Range(1)] = (
+        64  # training prompts drawn per category (fewer if pool is)
+    )
+    n_heldout_per_category: Annotated[int, Range(1)] = (
+        32  # held-out prompts drawn per category (fewer if pool is)
+    )
 
     def __post_init__(self):
-        if self.image_size < 32:
-            raise ConfigError(f"scenes.image_size: {self.image_size} must be >= 32")
         for key in ("colours", "shapes", "categories"):
             if not (v := getattr(self, key)) or len(set(v)) != len(v):
                 raise ConfigError(f"scenes.{key}: {v} must be non-empty and distinct")
         pairs = {"colour_attribution", "spatial"} & set(self.categories)
         if pairs and len(self.colours) < 2:
             raise ConfigError(f"scenes.colours: {sorted(pairs)} need at least two colours")
-        if not 1 <= self.max_count <= 4:
-            raise ConfigError(f"scenes.max_count: {self.max_count} must lie in 1..4")
-        if not 0 <= self.heldout_fraction < 1:
-            raise ConfigError(f"scenes.heldout_fraction: {self.heldout_fraction} not in [0, 1)")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from graftbench.config import ConfigError, check_at_least
+from graftbench.config import ConfigError, Count, Count2, Counts, NonNegative, Positive, Seeds
 from graftbench.finetuning.task import BestOfMConfig, check_methods, run_names
 from graftbench.methods.ddpo import DDPOConfig
 from graftbench.methods.graft import GraftConfig
@@ -26,93 +26,72 @@ Method = Literal["base", "graft", "graft_threshold", "self_fit", "pgraft", "ddpo
 
 @dataclass
 class RingConfig:
-    modes: int = 8  # Gaussian modes, evenly spaced on a circle (mode 0 at angle 0)
-    radius: float = 2.0  # the circle's radius
-    std: float = 0.15  # each mode's standard deviation (isotropic)
-    n_train: int = 4096  # training points, drawn once with `seed`: pre-training's data and
+    modes: Count = 8  # Gaussian modes, evenly spaced on a circle (mode 0 at angle 0)
+    radius: Positive = 2.0  # the circle's radius
+    std: Positive = 0.15  # each mode's standard deviation (isotropic)
+    n_train: Count = 4096  # training points, drawn once with `seed`: pre-training's data and
     # the points INC inverts
     seed: int = 0  # seed of the training points
-
-    def __post_init__(self):
-        check_at_least(self, "toy2d.data", 1, "modes", "n_train")
-        if self.radius <= 0 or self.std <= 0:
-            raise ConfigError(f"toy2d.data: radius {self.radius} and std {self.std} must be > 0")
 
 
 @dataclass
 class BumpReward:
     angle: float = 0.0  # direction (degrees) of the rewarded point c on the circle
-    width: float = 1.5  # the bump's scale: r(x) = exp(-|x - c|^2 / (2 width^2)), in (0, 1]
-
-    def __post_init__(self):
-        if self.width <= 0:
-            raise ConfigError(f"toy2d.reward.width: {self.width} must be > 0")
+    width: Positive = 1.5  # the bump's scale: r(x) = exp(-|x - c|^2 / (2 width^2)), in (0, 1]
 
 
 @dataclass
 class MLPConfig:
-    width: int = 64  # hidden units per layer
-    depth: int = 3  # hidden layers
-    time_dim: int = 32  # sinusoidal timestep features (diffusers' get_timestep_embedding)
-
-    def __post_init__(self):
-        check_at_least(self, "toy2d.model", 1, "width", "depth", "time_dim")
+    width: Count = 64  # hidden units per layer
+    depth: Count = 3  # hidden layers
+    time_dim: Count = 32  # sinusoidal timestep features (diffusers' get_timestep_embedding)
 
 
 @dataclass
 class Toy2dEvaluate:
-    num_steps: int = 20  # DDIM steps of the evaluation sampler (and every method's loop)
-    eta: float = 1.0  # its stochasticity, as the loops' (1: DDPM-like; x_0 given x_t is random)
-    samples: int = 2000  # points per evaluation, and per target or data sample compared
-    curve_samples: int = 500  # points scored after each fine-tuning round
-    curve_every: int = 1  # rounds between curve points (the last round always gets one)
-    target_pool: int = 100_000  # base trajectories the exact target laws reweight (base run)
+    num_steps: Count = 20  # DDIM steps of the evaluation sampler (and every method's loop)
+    eta: NonNegative = (
+        1.0  # its stochasticity, as the loops' (1: DDPM-like; x_0 given x_t is random)
+    )
+    samples: Count2 = 2000  # points per evaluation, and per target or data sample compared
+    curve_samples: Count2 = 500  # points scored after each fine-tuning round
+    curve_every: Count = 1  # rounds between curve points (the last round always gets one)
+    target_pool: Count = 100_000  # base trajectories the exact target laws reweight (base run)
     seed_offset: int = 1000  # evaluation noise seed = run seed + this
 
     def __post_init__(self):
-        check_at_least(self, "toy2d.evaluate", 1, "num_steps", "curve_every")
-        check_at_least(self, "toy2d.evaluate", 2, "samples", "curve_samples")
         if self.target_pool < 2 * self.samples:
             raise ConfigError(
                 f"toy2d.evaluate.target_pool: {self.target_pool} must be at least twice "
                 f"evaluate.samples ({self.samples}): each target is compared as two samples"
             )
-        if self.eta < 0:
-            raise ConfigError(f"toy2d.evaluate.eta: {self.eta} must be >= 0")
 
 
 @dataclass
 class VarianceConfig:
-    states: int = 256  # base states x_t drawn at every sampler step
-    rollouts: int = 32  # base continuations to x_0 from each state (fresh step noise)
-
-    def __post_init__(self):
-        check_at_least(self, "toy2d.variance", 2, "states", "rollouts")
+    states: Count2 = 256  # base states x_t drawn at every sampler step
+    rollouts: Count2 = 32  # base continuations to x_0 from each state (fresh step noise)
 
 
 @dataclass
 class CorrectorTraining:
-    max_steps: int = 60000  # optimiser steps at most
-    batch_size: int = 256  # inverted noises per step
-    lr: float = 2e-3  # Adam learning rate
-    eval_every: int = 1000  # steps between held-out losses
-    patience: int = 5  # stop after this many held-out losses without a new best (the best
+    max_steps: Count = 60000  # optimiser steps at most
+    batch_size: Count = 256  # inverted noises per step
+    lr: Positive = 2e-3  # Adam learning rate
+    eval_every: Count = 1000  # steps between held-out losses
+    patience: Count = 5  # stop after this many held-out losses without a new best (the best
     # weights are kept): trained until the held-out loss stops falling
-    held_draws: int = 16  # fixed (sigma, noise) draws per held-out point in that loss: the
+    held_draws: Count = 16  # fixed (sigma, noise) draws per held-out point in that loss: the
     # flow-matching loss is mostly irreducible noise, so one draw hides a slow fall
-
-    def __post_init__(self):
-        check_at_least(self, "toy2d.inc.train", 1, "max_steps", "batch_size", "eval_every")
-        check_at_least(self, "toy2d.inc.train", 1, "patience", "held_draws")
 
 
 @dataclass
 class Toy2dIncConfig:
-    base_steps: list[int] = field(default_factory=lambda: [2, 4, 8, 16, 32])  # base sampler
+    base_steps: Counts = field(default_factory=lambda: [2, 4, 8, 16, 32])  # base sampler
     # step counts on the frontier (deterministic DDIM = Euler in flow coordinates)
-    corrected_steps: list[int] = field(default_factory=lambda: [4, 8])  # base step counts
+    corrected_steps: Counts = field(default_factory=lambda: [4, 8])  # base step counts
     # that get an inversion and a corrector (each must be in base_steps)
-    corrector_steps: list[int] = field(default_factory=lambda: [4, 16])  # corrector Euler
+    corrector_steps: Counts = field(default_factory=lambda: [4, 16])  # corrector Euler
     # steps swept
     invert: InversionConfig = field(
         default_factory=lambda: InversionConfig(n_images=0, perturb=1e-3, tol=1e-6)
@@ -128,9 +107,6 @@ class Toy2dIncConfig:
                 f"toy2d.inc.corrected_steps: {missing[0]} is not in toy2d.inc.base_steps "
                 f"{self.base_steps}; INC is compared with the base at the same step count"
             )
-        for key in ("base_steps", "corrected_steps", "corrector_steps"):
-            if any(s < 1 for s in getattr(self, key)):
-                raise ConfigError(f"toy2d.inc.{key}: {getattr(self, key)}; every entry >= 1")
 
 
 @dataclass
@@ -138,7 +114,7 @@ class Toy2dConfig:
     methods: list[Method] = field(  # the table's runs (base: the pre-trained model)
         default_factory=lambda: ["base", "graft", "graft_threshold", "pgraft", "ddpo"]
     )
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tuning + evaluation seeds
+    seeds: Seeds = field(default_factory=lambda: [0, 1, 2])  # fine-tuning + evaluation seeds
     data: RingConfig = field(default_factory=RingConfig)  # the data law (closed form)
     reward: BumpReward = field(default_factory=BumpReward)  # the smooth reward
     model: MLPConfig = field(default_factory=MLPConfig)  # the base's denoiser

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from graftbench.config import ConfigError
+from graftbench.config import ConfigError, Count, Counts, Positive, Seeds
 from graftbench.methods.inc import IncConfig
 from graftbench.metrics.feature_net import FeatureNetConfig
 from graftbench.models.config import UNetConfig
@@ -21,10 +21,10 @@ class PretrainConfig(TrainConfig):
 @dataclass
 class SampleConfig:
     solver: Literal["euler", "heun"] = "euler"  # ODE solver of the base flow
-    steps: list[int] = field(default_factory=lambda: [2, 4, 8, 16, 32])  # step counts swept
-    shift: float = 1.0  # time shift of the sigma grid (1 = uniform)
-    n_samples: int = 1000  # images per run (same as data.n_test, so FID sizes match)
-    batch_size: int = 250  # images per network call
+    steps: Counts = field(default_factory=lambda: [2, 4, 8, 16, 32])  # step counts swept
+    shift: Positive = 1.0  # time shift of the sigma grid (1 = uniform)
+    n_samples: Count = 1000  # images per run (same as data.n_test, so FID sizes match)
+    batch_size: Count = 250  # images per network call
 
 
 @dataclass
@@ -39,7 +39,7 @@ class UnconditionalConfig:
     methods: list[Literal["base", "inc"]] = field(default_factory=lambda: ["base"])  # base: the
     # pre-trained flow at each sample.steps (table unconditional); inc: base plus inverse noise
     # correction at each inc.base_steps x inc.corrector_steps (table inc)
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # sampling seeds per setting
+    seeds: Seeds = field(default_factory=lambda: [0, 1, 2])  # sampling seeds per setting
     data: DataConfig = field(default_factory=DataConfig)  # the images and their split
     model: UNetConfig = field(default_factory=UNetConfig)  # the base flow's UNet
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # its pre-training

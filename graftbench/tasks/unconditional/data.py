@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from graftbench.config import ConfigError, InputError
+from graftbench.config import ConfigError, Count, InputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
@@ -24,9 +24,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 class DataConfig:
     dataset: Literal["mnist", "digits8", "folder"] = "mnist"  # where the images come from
     root: str | None = None  # folder of images, only for dataset: folder
-    image_size: int = 28  # side the images are resized to (mnist is natively 28, digits8 is 8)
+    image_size: Count = 28  # side the images are resized to (mnist is natively 28, digits8 is 8)
     channels: Literal[1, 3] = 1  # 1 = grey, 3 = RGB
-    n_test: int = 1000  # held-out images: FID reference, never trained on
+    n_test: Count = 1000  # held-out images: FID reference, never trained on
     split_seed: int = 0  # seed of the train/test split
 
 
