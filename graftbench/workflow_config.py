@@ -13,6 +13,7 @@ second net, its first error also reduced to one line.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Iterator, Mapping
@@ -88,12 +89,20 @@ def locate(message: str, sources: list[tuple[str, Mapping]]) -> str:
     return best
 
 
+@functools.cache
+def _validator(schema: str):
+    """A validator of the schema file (read once: it is 6,000 lines of YAML)."""
+    import jsonschema
+
+    spec = yaml.load(Path(schema).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return jsonschema.validators.validator_for(spec)(spec)
+
+
 def _check_schema(config: dict, schema: str | Path) -> None:
     """The JSON schema's first error, as one line naming the key path."""
     import jsonschema
 
-    spec = yaml.safe_load(Path(schema).read_text())
-    validator = jsonschema.validators.validator_for(spec)(spec)
+    validator = _validator(str(schema))
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
         where = error.json_path.removeprefix("$").removeprefix(".") or "<root>"
