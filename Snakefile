@@ -7,7 +7,7 @@ from snakemake.utils import min_version, update_config
 
 from graftbench import tasks
 from graftbench.spec import resolve
-from graftbench.workflow_config import check, exit_on_error, load_yaml
+from graftbench.workflow_config import check, exit_on_error, load_yaml, missing_files
 
 min_version("9.0")
 
@@ -33,6 +33,7 @@ SOURCES += [(_shown(f), load_yaml(f)) for f in workflow.config_settings.configfi
 SOURCES.append(("--config", dict(workflow.config_settings.config)))
 with exit_on_error():
     SUITE = check(config, SOURCES, "config/schema.yaml")
+    missing_files(config, SUITE)  # data, weights and prompt sets you supply, all listed
 RESULTS = f"{SUITE.results}/{SUITE.profile}"
 PY = sys.executable  # the interpreter running Snakemake, i.e. the project's venv
 

@@ -72,6 +72,24 @@ def check(config: dict, sources: list[tuple[str, Mapping]], schema: str | Path) 
     return cfg
 
 
+def missing_files(config: dict, cfg: SuiteConfig) -> None:
+    """An InputError listing every file the enabled tasks' configs read that is missing
+    (`user_files()` of each task config: data, weights, prompt sets you supply)."""
+    from graftbench.spec import resolve
+
+    missing = [
+        f"{task}: {path}"
+        for task in cfg.tasks
+        for path in getattr(resolve(config, task), "user_files", list)()
+        if not Path(path).exists()
+    ]
+    if missing:
+        raise InputError(
+            f"the {cfg.profile} profile reads files you supply that are missing: "
+            f"{'; '.join(missing)} (README, 'Paper scale')"
+        )
+
+
 def locate(message: str, sources: list[tuple[str, Mapping]]) -> str:
     """The source that set the key a message starts with (the last that has it, as the last
     wins), or the one that has the longest part of its path."""

@@ -79,7 +79,33 @@ def finetune_rules() -> set[str]:
 
 @pytest.fixture(scope="module")
 def workflow(tmp_path_factory) -> Path:
-    return copy_workflow(tmp_path_factory.mktemp("profiles"))
+    """A copy of the workflow with the paper profile's user files planted (empty: a dry run
+    only checks that they exist)."""
+    wf = copy_workflow(tmp_path_factory.mktemp("profiles"))
+    for path in PAPER_FILES:
+        (wf / path).parent.mkdir(parents=True, exist_ok=True)
+        (wf / path).touch() if Path(path).suffix else (wf / path).mkdir()
+    return wf
+
+
+# What the paper presets read from files you supply (tasks/*.yaml, profiles.paper)
+PAPER_FILES = [
+    "data/celebahq256",
+    "data/genai-bench/genai_image.json",
+    "data/stable-diffusion-2-1-base",
+    "data/t2v-env/bin/python",
+    "data/hf-cache",
+    "data/publaynet/train.json",
+    "data/publaynet/val.json",
+]
+
+
+def test_a_dry_run_lists_every_missing_user_file(tmp_path):
+    run = snakemake(copy_workflow(tmp_path), "-n", "--profile", "profiles/paper")
+    assert run.returncode == 2
+    line = run.stderr.strip().splitlines()[-1]
+    assert line.startswith("config error: the paper profile reads files you supply")
+    assert all(path in line for path in PAPER_FILES), line
 
 
 def test_every_rule_is_a_device_rule_or_a_data_or_table_rule():

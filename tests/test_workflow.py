@@ -20,7 +20,7 @@ from graftbench.tasks.t2i.scenes import CATEGORIES
 from tests.conftest import ROOT
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-WORKFLOW = ["Snakefile", "rules", "config", "tasks", "profiles", "report"]
+WORKFLOW = ["Snakefile", "rules", "config", "tasks", "profiles", "report", "scorers"]
 
 
 def copy_workflow(dest: Path) -> Path:

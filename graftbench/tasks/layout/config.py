@@ -85,6 +85,10 @@ class LayoutConfig:
             )
         check_methods(self, "layout")
 
+    def user_files(self) -> list[str]:
+        """The files you supply that this config reads (the workflow checks they exist)."""
+        return [self.coco.train, self.coco.test] if self.source == "coco" else []
+
     def runs(self) -> list[str]:
         """Run names, in table order: base, graft, pgraft{N_I}..., ddpo."""
         return run_names(self)

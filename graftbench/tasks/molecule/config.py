@@ -82,6 +82,10 @@ class MoleculeConfig:
             )
         check_methods(self, "molecule")
 
+    def user_files(self) -> list[str]:
+        """The files you supply that this config reads (the workflow checks they exist)."""
+        return [self.data.file] if self.data.source == "file" else []
+
     def runs(self) -> list[str]:
         """Run names, in table order: base, graft, graft_dedup, pgraft{N_I}..., ddpo."""
         return run_names(self)

@@ -102,6 +102,14 @@ class T2IConfig:
                 "folder of the base (README, 'Paper scale')"
             )
 
+    def user_files(self) -> list[str]:
+        """The files you supply that this config reads (the workflow checks they exist): the
+        prompt file, the Stable Diffusion folder, and the paths in the scorer's command."""
+        out = [self.prompts.path] if self.prompts.source != "scenes" else []
+        if self.stable_diffusion is not None:
+            out.append(self.stable_diffusion.path)
+        return out + [a for a in self.scorer if "/" in a and not a.startswith("-")]
+
     def runs(self) -> list[str]:
         """Run names, in table order: base, graft, pgraft{N_I}..., ddpo."""
         return run_names(self)

@@ -49,6 +49,10 @@ class UnconditionalConfig:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)  # FID back-ends
     inc: IncConfig = field(default_factory=IncConfig)  # inverse noise correction (methods: inc)
 
+    def user_files(self) -> list[str]:
+        """The files you supply that this config reads (the workflow checks they exist)."""
+        return [self.data.root] if self.data.dataset == "folder" and self.data.root else []
+
     def __post_init__(self):
         if "inc" not in self.methods:
             return
