@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -35,13 +36,20 @@ NO_CONFIG = {"aggregate"}
 
 
 def _load_config(text: str) -> dict:
-    """--config takes inline JSON or a path to a JSON/YAML file."""
-    if text.lstrip().startswith("{"):
-        return json.loads(text)
+    """--config takes inline JSON or a path to a JSON/YAML file; a syntax error names the
+    file, line and column."""
+    from graftbench.workflow_config import load_yaml
+
     path = Path(text)
-    if path.suffix == ".json":  # YAML 1.1 would read JSON's 5e-05 as a string
-        return json.loads(path.read_text())
-    return yaml.safe_load(path.read_text())
+    try:
+        if text.lstrip().startswith("{"):
+            return json.loads(text)
+        if path.suffix == ".json":  # YAML 1.1 would read JSON's 5e-05 as a string
+            return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        where = "--config" if text.lstrip().startswith("{") else str(path)
+        raise InputError(f"{where}:{err.lineno}:{err.colno}: not valid JSON: {err.msg}") from None
+    return load_yaml(path)
 
 
 def run_task_verb(args: argparse.Namespace) -> None:
@@ -257,10 +265,25 @@ def build_parser(describe_tasks: bool = True) -> argparse.ArgumentParser:
     return p
 
 
+def log_to_stderr() -> None:
+    """The package's log lines, with a timestamp each, on stderr (a job's log file): one
+    handler on the `graftbench` logger, replaced on every call so that it writes to the
+    current sys.stderr."""
+    logger = logging.getLogger("graftbench")
+    for handler in [h for h in logger.handlers if getattr(h, "graftbench", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.graftbench = True
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     asks_help = not argv or any(a in ("-h", "--help") for a in argv)
     args = build_parser(describe_tasks=asks_help).parse_args(argv)
+    log_to_stderr()
     try:
         args.fn(args)
     except (ConfigError, InputError, FileNotFoundError, json.JSONDecodeError) as err:

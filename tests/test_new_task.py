@@ -63,12 +63,14 @@ class ToyModel(DiffusionAdapter):
         )
 
     def save(self, path, config=None):
-        records.save_checkpoint(path, {"model": self.network.state_dict()}, config or {})
+        records.save_checkpoint(
+            path, {"model": self.network.state_dict()}, config or {}, kind="toy model"
+        )
 
     @classmethod
     def load(cls, path, device="cpu"):
         model = cls()
-        model.network.load_state_dict(records.load_checkpoint(path)["model"])
+        model.network.load_state_dict(records.load_checkpoint(path, "toy model")["model"])
         return model
 
 
@@ -243,7 +245,7 @@ def test_a_task_defined_in_one_module_runs_every_method(tmp_path, monkeypatch, c
     assert best["inference_flops"] == 4 * base["inference_flops"] > 0
     assert best["reward_queries"] == 0 and best["inference_reward_queries"] == 4
     assert not (tmp_path / "best_of_m" / "model.pt").exists()
-    assert "graft: reward" in capsys.readouterr().out
+    assert "graft: reward" in capsys.readouterr().err
 
 
 def test_a_verb_the_task_lacks_is_one_line(monkeypatch, capsys):

@@ -192,7 +192,7 @@ def test_verbs_pretrain_evaluate_finetune_on_a_tiny_model(tmp_path, capsys):
     assert m["intermediate_step"] == 2 and 0 < m["t_intermediate"] < 999
     assert m["sampler_nfe"] == 32 * cfg["pgraft"]["loop"]["num_steps"]
     assert ev["drift"] > 0 and "torch" in m["versions"]
-    assert "pgraft2 seed 0: held-out reward" in capsys.readouterr().out
+    assert "pgraft2 seed 0: held-out reward" in capsys.readouterr().err
     # the training reward's change is paired image by image with the base's: 2 prompts x 3
     base, run = np.load(base_images), np.load(tmp_path / "pg/images.npz")
     assert len(run["scores"]) == len(run["images"]) == len(base["scores"])

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
 from graftbench.config import ConfigError
 from graftbench.finetuning.task import FinetuneTask, RunInputs
+
+log = logging.getLogger(__name__)
 
 
 def inputs(args: argparse.Namespace) -> RunInputs:
@@ -26,7 +29,7 @@ def finetune_verbs(task: FinetuneTask) -> dict:
         m = runner.evaluate_base(
             task, cfg, Path(args.model), args.seed, Path(args.out), args.device, inputs(args)
         )
-        print(task.describe(m))
+        log.info(task.describe(m))
 
     def finetune(cfg: Any, args: argparse.Namespace) -> None:
         """Under torchrun every rank runs this; rank 0 alone evaluates, writes and prints."""
@@ -45,7 +48,7 @@ def finetune_verbs(task: FinetuneTask) -> dict:
             inputs(args),
         )
         if m:
-            print(task.describe(m))
+            log.info(task.describe(m))
 
     return {"evaluate-model": evaluate_model, "finetune": finetune}
 

@@ -22,6 +22,7 @@ steps keep every rank's model equal; rank 0 alone logs, evaluates and checkpoint
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -46,6 +47,8 @@ from graftbench.methods.loop_state import check_ranks, resumable, save_state, st
 from graftbench.methods.reward import Reward, RewardCounter
 from graftbench.methods.rollout import Rollout
 from graftbench.models.base import FinetuneModel
+
+logger = logging.getLogger(__name__)  # `log` is run's JSON-lines file
 
 
 @dataclass
@@ -241,6 +244,8 @@ def run(
         if on_round and is_writer():
             row.update(on_round(row))
         rows.append(row)
+        if is_writer():
+            logger.info(round_line(row, cfg.reward_budget))
         if log and is_writer():
             records.append_jsonl(log, row)
         # the writer's clock decides, for all ranks: saving gathers every rank's state
@@ -278,3 +283,17 @@ def _cost(count_flops: bool):
     else:
         yield out
     out["s"] = time.perf_counter() - t0
+
+
+def round_line(row: dict, budget: int) -> str:
+    """A round's one line in the job log: budget spent, reward, time, what was accepted."""
+    extra = "".join(
+        f", {k} {row[k]:.4g}"
+        for k in ("n_accepted", "accepted_reward_mean", "train_loss", "policy_loss", "approx_kl")
+        if k in row
+    )
+    return (
+        f"round {row['round']}: {row['reward_queries']}/{budget} reward queries, reward mean "
+        f"{row['reward_mean']:.4f} (max {row['reward_max']:.4f}), {row['elapsed_s']:.1f} s"
+        f"{extra}"
+    )

@@ -10,12 +10,15 @@ fine-tuning run's task side; task: the verbs; table: its table and figures.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from graftbench.finetuning.verbs import aggregate_verb, finetune_verbs
 from graftbench.tasks import Task
 from graftbench.tasks.layout.config import LayoutConfig
 from graftbench.tasks.layout.task import LayoutFinetune
+
+log = logging.getLogger(__name__)
 
 
 def _log(args) -> Path | None:
@@ -26,14 +29,14 @@ def _prepare_data(cfg: LayoutConfig, args) -> None:
     from graftbench.tasks.layout.splits import prepare_data
 
     s = prepare_data(cfg, Path(args.out))
-    print(f"{s['n_train']} training and {s['n_test']} test layouts ({s['source']})")
+    log.info(f"{s['n_train']} training and {s['n_test']} test layouts ({s['source']})")
 
 
 def _train_features(cfg: LayoutConfig, args) -> None:
     from graftbench.tasks.layout.task import train_features
 
     s = train_features(cfg, Path(args.data), Path(args.out), _log(args), args.device)
-    print(f"layout FID, training vs test layouts ({s['n']} each): {s['fid_train_vs_test']:.4f}")
+    log.info(f"layout FID, training vs test layouts ({s['n']} each): {s['fid_train_vs_test']:.4f}")
 
 
 def _pretrain(cfg: LayoutConfig, args) -> None:

@@ -10,6 +10,7 @@ fine-tuning run's task side; task: the verbs; table: its table and figures.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from graftbench.finetuning.verbs import aggregate_verb, finetune_verbs
@@ -17,12 +18,14 @@ from graftbench.tasks import Task
 from graftbench.tasks.molecule.config import MoleculeConfig
 from graftbench.tasks.molecule.task import MoleculeFinetune
 
+log = logging.getLogger(__name__)
+
 
 def _prepare_data(cfg: MoleculeConfig, args) -> None:
     from graftbench.tasks.molecule.splits import prepare_data
 
     s = prepare_data(cfg, Path(args.out))
-    print(
+    log.info(
         f"{s['n_train']} training and {s['n_test']} test molecules ({s['source']}; "
         f"{s['n_too_long']} too long for the model left out)"
     )

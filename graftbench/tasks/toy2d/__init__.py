@@ -12,6 +12,7 @@ task side; variance, inc: the two analyses; table: the tables and figures.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from graftbench import records
@@ -21,19 +22,22 @@ from graftbench.tasks import Task
 from graftbench.tasks.toy2d.config import Toy2dConfig
 from graftbench.tasks.toy2d.evaluation import Toy2dFinetune
 
+log = logging.getLogger(__name__)
+
 
 def _pretrain(cfg: Toy2dConfig, args) -> None:
     import torch
 
     from graftbench.tasks.toy2d.data import training_points
-    from graftbench.tasks.toy2d.model import Toy2dAdapter
+    from graftbench.tasks.toy2d.model import KIND, Toy2dAdapter
     from graftbench.train import fit_model
 
     torch.manual_seed(cfg.pretrain.seed)
     model = Toy2dAdapter(cfg.model)
     model.network.to(args.device)
     log = Path(args.log) if args.log else None
-    fit_model(model, training_points(cfg.data), None, cfg.pretrain, args.out, to_dict(cfg), log)
+    points = training_points(cfg.data)
+    fit_model(model, points, None, cfg.pretrain, args.out, to_dict(cfg), log, kind=KIND)
 
 
 def _load(args):
@@ -48,7 +52,7 @@ def _reward_variance(cfg: Toy2dConfig, args) -> None:
     out = reward_variance(_load(args), cfg)
     records.write_json(Path(args.out), out)
     last = out["rows"][len(out["rows"]) // 2]
-    print(
+    log.info(
         f"Var[r] {out['reward_variance']:.4f}; at state {last['state']}: "
         f"{100 * last['share_of_variance']:.0f}% of it remains given x_t"
     )
@@ -60,7 +64,7 @@ def _inc_frontier(cfg: Toy2dConfig, args) -> None:
     out = frontier(_load(args), cfg, args.seed)
     records.write_json(Path(args.out), out)
     for r in out["rows"]:
-        print(
+        log.info(
             f"{r['sampler']} {r['base_steps']}+{r['corrector_steps']}: energy "
             f"{r['energy']:.4f} (null {r['energy_null']:.4f}), {r['flops']:.3g} FLOPs"
         )

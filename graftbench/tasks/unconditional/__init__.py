@@ -9,11 +9,14 @@ verbs; inc: inversion and the corrector; table: the base table and the FID-FLOPs
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from graftbench.config import ConfigError
 from graftbench.tasks import Task
 from graftbench.tasks.unconditional.config import UnconditionalConfig
+
+log = logging.getLogger(__name__)
 
 
 def _log(args) -> Path | None:
@@ -54,7 +57,7 @@ def _sample(cfg: UnconditionalConfig, args) -> None:
         corrector,
         args.corrector_steps,
     )
-    print(
+    log.info(
         f"sampled {m['n_samples']} images, {m['steps']} steps "
         f"(+ {m['corrector_steps']} corrector steps), seed {m['seed']}: "
         f"{m['flops_per_image']:.3e} FLOPs/image, {m['wall_s']:.1f} s"
@@ -65,7 +68,7 @@ def _invert(cfg: UnconditionalConfig, args) -> None:
     from graftbench.tasks.unconditional.inc import invert
 
     s = invert(cfg, Path(args.data), Path(args.model), args.steps, Path(args.out), args.device)
-    print(
+    log.info(
         f"inverted {s['n_images']} images through {s['steps']} Euler steps: "
         f"{s['nfe_per_image']:.1f} NFE/image, reconstruction RMS {s['recon_rms']:.4f}, "
         f"energy distance to N(0, I) {s['diagnostics']['energy_before']:.4f}"
@@ -77,7 +80,7 @@ def _train_corrector(cfg: UnconditionalConfig, args) -> None:
 
     s = train_corrector(cfg, Path(args.noise), Path(args.out), _log(args), args.device)
     for steps, d in s["diagnostics"].items():
-        print(
+        log.info(
             f"corrector, {steps} steps: energy distance to held-out inverted noise "
             f"{d['energy_after']:.4f} (N(0, I): {d['energy_before']:.4f})"
         )
