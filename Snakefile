@@ -1,13 +1,18 @@
 # graftbench workflow. Plain `snakemake --cores N` runs the cpu profile; choose another with
 # `--profile profiles/<smoke|cpu|gpu|paper|slurm>`. Logic lives in `python -m graftbench <verb>`.
-import os
 import sys
 
 from snakemake.utils import min_version, update_config
 
 from graftbench import tasks
 from graftbench.spec import resolve
-from graftbench.workflow_config import check, exit_on_error, load_yaml, missing_files
+from graftbench.workflow_config import (
+    check,
+    command_line_sources,
+    exit_on_error,
+    load_yaml,
+    missing_files,
+)
 
 min_version("9.0")
 
@@ -20,17 +25,11 @@ for _, data in SOURCES:
     update_config(config, data)
 update_config(config, workflow.config_settings.overwrite_config)
 
-
-def _shown(path):
-    """A --configfile as the user would name it: relative inside the repository."""
-    rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
-
-
 # Typed checks of every key of the base and of every preset, then the JSON schema (presets
 # hold differences only, so the schema sets no defaults): one line naming the file and key.
-SOURCES += [(_shown(f), load_yaml(f)) for f in workflow.config_settings.configfiles]
-SOURCES.append(("--config", dict(workflow.config_settings.config)))
+SOURCES += command_line_sources(
+    workflow.config_settings.configfiles, workflow.config_settings.config
+)
 with exit_on_error():
     SUITE = check(config, SOURCES, "config/schema.yaml")
     missing_files(config, SUITE)  # data, weights and prompt sets you supply, all listed

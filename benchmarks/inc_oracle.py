@@ -27,7 +27,8 @@ from graftbench.methods.inc import energy_distance
 from graftbench.metrics.fid import fid, folder_features, load_backend, reference_features
 from graftbench.sampling.flow import flow_sigmas, solve_flow
 from graftbench.tasks.unconditional.data import write_png_folder
-from graftbench.tasks.unconditional.task import load_model
+from graftbench.tasks.unconditional.inc import NOISE_KIND
+from graftbench.tasks.unconditional.task import CORRECTOR_KIND, load_model
 
 
 def main() -> None:
@@ -41,9 +42,10 @@ def main() -> None:
     args = p.parse_args()
     root = Path(args.results) / args.profile / "unconditional"
     model = load_model(root / "model.pt")
-    corrector = load_model(root / f"inc/corrector_{args.steps}.pt")
-    z = records.load_checkpoint(root / f"inc/invert_{args.steps}.pt")["noise"]
-    holdout = records.load_checkpoint(root / f"inc/corrector_{args.steps}.pt")["config"]["task"]
+    corrector_path = root / f"inc/corrector_{args.steps}.pt"
+    corrector = load_model(corrector_path, kind=CORRECTOR_KIND)
+    z = records.load_checkpoint(root / f"inc/invert_{args.steps}.pt", NOISE_KIND)["noise"]
+    holdout = records.checkpoint_header(corrector_path, CORRECTOR_KIND)["config"]["task"]
     held = z[: int(round(holdout["inc"]["invert"]["holdout"] * len(z)))]  # never trained on
     n = min(args.n, len(z))
     train = np.load(root / "data/train.npz")["images"][:n]  # the images invert used, in order

@@ -97,7 +97,14 @@ def cmd_evaluate(args) -> None:
     from graftbench import records
     from graftbench.evaluate import evaluate_fid
 
-    out = evaluate_fid(args.samples, args.reference, args.backend, args.device, args.feature_net)
+    out = evaluate_fid(
+        args.samples,
+        args.reference,
+        args.backend,
+        args.device,
+        args.feature_net,
+        allow_rank_deficient=args.allow_rank_deficient,
+    )
     records.write_json(args.out, out)
     print(" ".join(f"FID[{k}]={v:.3f}" for k, v in out["fid"].items()), f"({args.samples})")
 
@@ -249,6 +256,12 @@ def build_parser(describe_tasks: bool = True) -> argparse.ArgumentParser:
         help="feature network; repeatable",
     )
     v.add_argument("--feature-net", help="features.pt for the trained-cnn back-end")
+    v.add_argument(
+        "--allow-rank-deficient",
+        action="store_true",
+        help="compute FID from fewer images than feature dimensions (a singular covariance, "
+        "regularised as clean-fid does; recorded in eval.json); refused by default",
+    )
     v.add_argument("--out", required=True, help="eval.json to write")
     v.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
     v = sub.add_parser("benchmarks", help="time and memory of every workflow job (a table)")

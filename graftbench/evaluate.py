@@ -53,8 +53,12 @@ def evaluate_fid(
     backends: list[str],
     device: str,
     feature_net: str | None = None,
+    allow_rank_deficient: bool = False,
 ) -> dict:
-    """FID of `samples` against `reference` under each back-end -> a metrics dict."""
+    """FID of `samples` against `reference` under each back-end -> a metrics dict. Each
+    folder needs more images than the back-end's feature dimension (`fidlib.min_samples`),
+    else an InputError names it, unless `allow_rank_deficient` (then at least 2, and the
+    result records "rank_deficient": true for that back-end)."""
     n = check_sample_folder(samples)
     n_ref = check_sample_folder(reference)
     out = {
@@ -67,9 +71,21 @@ def evaluate_fid(
     for name in backends:
         t0 = time.perf_counter()
         backend = fidlib.load_backend(name, device, feature_net)
+        full_rank = fidlib.min_samples(backend.dim)
+        need = 2 if allow_rank_deficient else full_rank
+        for folder, count in ((samples, n), (reference, n_ref)):
+            if count < need:
+                why = "" if allow_rank_deficient else " (more than the feature dimension)"
+                raise InputError(
+                    f"{folder}: {count} images; FID with the {name} back-end "
+                    f"({backend.dim}-d features) needs at least {need} per folder{why}"
+                )
         ref = fidlib.reference_features(reference, backend, device)
         feats = fidlib.folder_features(samples, backend, device)
-        out["fid"][name] = fidlib.fid(feats, ref)
+        out["fid"][name] = fidlib.fid(feats, ref, allow_rank_deficient)
+        out.setdefault("feature_dim", {})[name] = backend.dim
+        if allow_rank_deficient:
+            out.setdefault("rank_deficient", {})[name] = min(n, n_ref) < full_rank
         out.setdefault("fid_backend_key", {})[name] = backend.key
         out.setdefault("eval_wall_s", {})[name] = time.perf_counter() - t0
     return out

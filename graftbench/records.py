@@ -1,5 +1,8 @@
 """Run records: atomic writes of configs, metrics, logs, sample grids and checkpoints.
 
+Checkpoints (`model.pt`, `features.pt`, `*.partial`, ...) keep their names, but their content
+is safetensors, never a pickle: `graftbench.checkpoints` describes the format and its checks.
+
 Every file a run leaves is written to a temporary sibling and renamed into place, so a run
 killed at any moment leaves either the old file or the new one, never half of one
 (os.replace is atomic on POSIX within a filesystem).
@@ -82,14 +85,34 @@ def write_jsonl_rows(path: str | Path, rows: list[dict]) -> None:
         tmp.write_text(text)
 
 
-def save_checkpoint(path: str | Path, state: dict, config: dict) -> None:
-    """Save `state` (model/optimizer/RNG state dicts) with the config that produced it."""
+def save_checkpoint(path: str | Path, state: dict, config: dict, *, kind: str) -> None:
+    """Save `state` (model/optimizer/RNG state dicts, nested dicts, lists, tuples, scalars,
+    tensors on any device) with the config that produced it, as a checkpoint of `kind`
+    (what the file is, e.g. "molecule model": loading names the kind it expects)."""
+    from graftbench import checkpoints
+
     with atomic_path(path) as tmp:
-        torch.save({"config": config, "versions": versions(), **state}, tmp)
+        checkpoints.save(tmp, state, config, kind, versions())
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None):
+    """{"config", "versions", **state} of a checkpoint, tensors on the CPU; `.kind` and
+    `.content_sha256` tell what it is. Raises InputError naming `path` if the file is
+    missing, truncated, corrupt, not a graftbench checkpoint, or not of `kind` (one kind or
+    a tuple of accepted kinds; None accepts any, for tools that only inspect)."""
+    from graftbench import checkpoints
+
+    return checkpoints.load(Path(path), kind)
+
+
+def checkpoint_header(path: str | Path, kind: str | tuple[str, ...] | None = None) -> dict:
+    """A checkpoint's header alone (kind, config, versions, content_sha256, and the state's
+    skeleton), checked as `load_checkpoint` does except for the tensors' bytes: cheap, for
+    choosing how to load a file that is then loaded in full."""
+    from graftbench import checkpoints
+
+    record = checkpoints.read_record(Path(path), kind)
+    return {**record, "config": checkpoints.decode_config(record)}
 
 
 def save_image_grid(

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from graftbench import records
+from graftbench.config import Count, Natural, NonNegative, Positive, Share
 
 if TYPE_CHECKING:
     from graftbench.models.base import FinetuneModel
@@ -31,14 +32,14 @@ if TYPE_CHECKING:
 
 @dataclass
 class TrainConfig:
-    steps: int = 4000  # optimiser steps
-    batch_size: int = 64  # examples per step
-    lr: float = 2e-3  # AdamW peak learning rate (linear warm-up, cosine decay to 10%)
-    warmup: int = 100  # warm-up steps
-    weight_decay: float = 0.0  # AdamW weight decay
-    grad_clip: float = 1.0  # max global gradient norm
-    ema_decay: float = 0.999  # decay of the parameter EMA that is evaluated (0 = no EMA)
-    checkpoint_every: int = 500  # steps between resumable checkpoints
+    steps: Count = 4000  # optimiser steps
+    batch_size: Count = 64  # examples per step
+    lr: Positive = 2e-3  # AdamW peak learning rate (linear warm-up, cosine decay to 10%)
+    warmup: Natural = 100  # warm-up steps
+    weight_decay: NonNegative = 0.0  # AdamW weight decay
+    grad_clip: Positive = 1.0  # max global gradient norm
+    ema_decay: Share = 0.999  # decay of the parameter EMA that is evaluated (0 = no EMA)
+    checkpoint_every: Count = 500  # steps between resumable checkpoints
     seed: int = 0  # initialisation, batch order and noise seed
 
 
@@ -70,12 +71,16 @@ def fit(
     config: dict,
     log: str | Path | None = None,
     validation: Validation | None = None,
+    *,
+    kind: str,
 ) -> torch.nn.Module:
     """Train `network` to minimise loss_fn(step, generator); return the EMA copy (with
     `validation`: the EMA copy at its best held-out evaluation, see `Validation`).
 
     loss_fn draws its own batch and noise from the generator it is given (so resuming
-    restores them). The final checkpoint at `out` holds {"model": EMA weights, "config"}.
+    restores them). The final checkpoint at `out` holds {"model": EMA weights, "config"}
+    and is of `kind` (what the weights are, e.g. "molecule model"); the resumable one
+    beside it is a "training state".
 
     The network trains where it is (the caller moves it); the generator stays on the CPU,
     so a run draws the same batches and noise on every device, and loss_fn moves them to
@@ -92,7 +97,7 @@ def fit(
     start, window, best_state = 0, [], None
     val = validation
     if partial.exists():
-        ckpt = records.load_checkpoint(partial)
+        ckpt = records.load_checkpoint(partial, kind="training state")
         network.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -134,7 +139,8 @@ def fit(
                 },
             )
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            # load_checkpoint maps these to the CPU; load_state_dict moves them back
+            # saved as CPU copies (load_checkpoint gives CPU tensors); load_state_dict moves
+            # them back
             state = {
                 "model": network.state_dict(),
                 "ema": ema.state_dict(),
@@ -148,7 +154,7 @@ def fit(
                 state["cuda_rng"] = torch.cuda.get_rng_state(device)
             if val is not None and best_state is not None:
                 state |= {"best": val.best, "best_ema": best_state}
-            records.save_checkpoint(partial, state, config)
+            records.save_checkpoint(partial, state, config, kind="training state")
         if val is not None and val.patience and val.best.get("bad", 0) >= val.patience:
             val.best["stopped_at"] = done
             break
@@ -160,7 +166,8 @@ def fit(
     for k, v in weights.items():
         weights[k] = v.cpu()
     steps = val.best.get("step", cfg.steps) if val is not None else cfg.steps
-    records.save_checkpoint(out, {"model": weights, "steps": steps, "device": str(device)}, config)
+    final = {"model": weights, "steps": steps, "device": str(device)}
+    records.save_checkpoint(out, final, config, kind=kind)
     partial.unlink(missing_ok=True)
     return ema
 
@@ -173,10 +180,12 @@ def fit_model(
     out: str | Path,
     config: dict,
     log: str | Path | None = None,
+    *,
+    kind: str,
 ) -> torch.nn.Module:
     """Pre-train `model` with its own `training_loss` on data x0 (n, *sample_shape) whose
     examples have the encoded conditions cond (n, ...) (None: unconditional); `fit` with
-    batches of cfg.batch_size drawn uniformly. x0 and cond stay where they are (the CPU);
+    batches of cfg.batch_size drawn uniformly, saving a checkpoint of `kind`. x0 and cond stay where they are (the CPU);
     each batch moves to the model's device."""
     device = next(model.network.parameters()).device
 
@@ -186,7 +195,7 @@ def fit_model(
         # the loss draws t and noise on fit's CPU generator and moves them to x0's device
         return model.training_loss(x0[idx].to(device), c, g)
 
-    return fit(model.network, loss_fn, cfg, out, config, log)
+    return fit(model.network, loss_fn, cfg, out, config, log, kind=kind)
 
 
 @torch.no_grad()

@@ -14,6 +14,7 @@ second net, its first error also reduced to one line.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
 from collections.abc import Iterator, Mapping
@@ -54,6 +55,15 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping of keys at the top, got {data!r}")
     return data
+
+
+def command_line_sources(configfiles: list, overrides: Mapping) -> list[tuple[str, Mapping]]:
+    """(name, contents) of the `--configfile`s, then `--config`'s settings (named so)."""
+    out = []
+    for path in configfiles:
+        rel = os.path.relpath(path)  # as the user would name it, inside the repository
+        out.append((str(path) if rel.startswith("..") else rel, load_yaml(path)))
+    return [*out, (COMMAND_LINE, dict(overrides))]
 
 
 def check(config: dict, sources: list[tuple[str, Mapping]], schema: str | Path) -> SuiteConfig:

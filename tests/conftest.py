@@ -1,7 +1,14 @@
-"""Shared helpers: the repository root, the workflow config, a tiny task config."""
+"""Shared helpers: the repository root, the workflow config, a tiny task config, and the
+one smoke run of the workflow that every workflow test reads (started in the background as
+soon as the tests are collected, so it runs beside the others; the workflow tests run last).
+"""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,8 +20,33 @@ from graftbench.spec import resolve
 ROOT = Path(__file__).resolve().parents[1]
 
 
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+WORKFLOW = ["Snakefile", "rules", "config", "tasks", "profiles", "report", "scorers"]
+SMOKE: dict = {}  # the shared smoke run: its folder, process and log, once started
+
+
+def copy_workflow(dest: Path) -> Path:
+    """The workflow's files in `dest`, so a test never touches the user's results/ or locks."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
+
+
+def snakemake(cwd: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected
 def pytest_collection_modifyitems(config, items):
-    """Tests marked gpu skip, with the reason, where torch sees no CUDA device."""
+    """Workflow tests last; the shared smoke run started now if one of them needs it; tests
+    marked gpu skip, with the reason, where torch sees no CUDA device."""
+    items[:] = sorted(items, key=lambda item: item.get_closest_marker("workflow") is not None)
+    if any("smoke_run" in getattr(item, "fixturenames", ()) for item in items):
+        _start_smoke_run()
     gpu = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu:
         return
@@ -41,7 +73,8 @@ def tiny_unconditional() -> dict:
     cfg = to_dict(resolve(workflow_config("smoke"), "unconditional"))
     cfg["data"]["n_test"] = 40
     cfg["pretrain"].update(steps=6, checkpoint_every=3, warmup=2, batch_size=8)
-    cfg["features"].update(steps=5)
+    # 16-d features: FID needs more images than feature dimensions, and these runs have 40
+    cfg["features"].update(steps=5, dim=16)
     cfg["sample"].update(n_samples=40, batch_size=20)
     return cfg
 
@@ -123,3 +156,33 @@ def sd_folder(tmp_path_factory):
     )
     pipe.save_pretrained(folder / "sd")
     return folder / "sd"
+
+
+def _start_smoke_run() -> None:
+    if SMOKE:
+        return
+    wf = copy_workflow(Path(tempfile.mkdtemp(prefix="graftbench-smoke-")))
+    log = open(wf / "snakemake.log", "w")  # noqa: SIM115 (closed at session end)
+    proc = subprocess.Popen(
+        [SNAKEMAKE, "--profile", "profiles/smoke"], cwd=wf, stdout=log, stderr=subprocess.STDOUT
+    )
+    SMOKE.update(wf=wf, proc=proc, log=log)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if SMOKE:
+        SMOKE["proc"].kill()
+        SMOKE["proc"].wait()
+        SMOKE["log"].close()
+        shutil.rmtree(SMOKE["wf"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def smoke_run() -> Path:
+    """The folder of one finished smoke run of the whole workflow (shared: read, don't write
+    into its results/)."""
+    _start_smoke_run()  # when a test that needs it is run on its own
+    code = SMOKE["proc"].wait(timeout=1800)
+    SMOKE["log"].flush()
+    assert code == 0, (SMOKE["wf"] / "snakemake.log").read_text()[-3000:]
+    return SMOKE["wf"]

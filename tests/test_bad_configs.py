@@ -17,8 +17,7 @@ import pytest
 import yaml
 
 from graftbench.workflow_config import check, exit_on_error
-from tests.conftest import ROOT, workflow_config
-from tests.test_workflow import copy_workflow, snakemake
+from tests.conftest import ROOT, copy_workflow, snakemake, workflow_config
 
 SCHEMA = ROOT / "config/schema.yaml"
 PRESET = "smoke"  # the preset the preset cases go into
@@ -192,6 +191,7 @@ SAMPLE = [
 ]
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("case", SAMPLE, ids=_id)
 def test_snakemake_stops_before_any_job(case, tmp_path):
     _, edit, _, named = planted(*case)
@@ -204,6 +204,7 @@ def test_snakemake_stops_before_any_job(case, tmp_path):
     assert not (wf / "results").exists()
 
 
+@pytest.mark.workflow
 def test_a_yaml_mistake_names_file_line_and_column(tmp_path):
     wf = copy_workflow(tmp_path / "wf")
     spec = wf / "tasks/toy2d.yaml"

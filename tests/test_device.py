@@ -171,11 +171,11 @@ def test_unconditional_trains_on_cuda_and_loads_on_cpu(prepared, tmp_path):
         == 0
     )
     for name in ("features.pt", "model.pt", "corrector.pt"):
-        # no map_location: a CUDA tensor in the file would fail to load on a CPU-only machine
-        ckpt = torch.load(tmp_path / name, map_location=None, weights_only=False)
+        # safetensors holds no device: every tensor loads on the CPU
+        ckpt = records.load_checkpoint(tmp_path / name)
         assert ckpt["device"].startswith("cuda"), name
         assert all(v.device.type == "cpu" for v in ckpt["model"].values()), name
-    assert torch.load(noise, map_location=None, weights_only=False)["noise"].device.type == "cpu"
+    assert records.load_checkpoint(noise, "inc noise")["noise"].device.type == "cpu"
     assert records.read_json(tmp_path / "noise.json")["device"] == "cuda"
     base = load_model(model, "cpu")
     x = base.velocity(torch.zeros((2, *base.sample_shape)), torch.full((2,), 0.5))
@@ -209,7 +209,7 @@ def test_pretrain_on_cuda_loads_on_cpu(prepared, tmp_path, task):
             )
             == 0
         )
-    ckpt = torch.load(tmp_path / "model.pt", map_location=None, weights_only=False)
+    ckpt = records.load_checkpoint(tmp_path / "model.pt", f"{task} model")
     assert ckpt["device"].startswith("cuda")
     assert all(v.device.type == "cpu" for v in ckpt["model"].values())
 
@@ -238,12 +238,14 @@ def test_fit_resumes_on_cuda_as_an_unbroken_run(tmp_path):
         return net, loss
 
     net, loss = make()
-    fit(net, loss, cfg, tmp_path / "full.pt", {})
+    fit(net, loss, cfg, tmp_path / "full.pt", {}, kind="test")
     net, loss = make()
     with pytest.raises(KeyboardInterrupt):
-        fit(net, crash_at(7, loss), cfg, tmp_path / "resumed.pt", {})  # after step 6's checkpoint
+        fit(
+            net, crash_at(7, loss), cfg, tmp_path / "resumed.pt", {}, kind="test"
+        )  # after step 6's checkpoint
     net, loss = make()  # reseeds the CUDA generator, as a new process would
-    fit(net, loss, cfg, tmp_path / "resumed.pt", {})
+    fit(net, loss, cfg, tmp_path / "resumed.pt", {}, kind="test")
     a = records.load_checkpoint(tmp_path / "full.pt")["model"]
     b = records.load_checkpoint(tmp_path / "resumed.pt")["model"]
     for k in a:

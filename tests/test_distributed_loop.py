@@ -311,7 +311,7 @@ def test_torchrun_finetune_verb_on_two_cpu_ranks(tmp_path):
         env=env,
     )
     assert run_.returncode == 0, run_.stderr[-3000:]
-    assert run_.stdout.count("graft seed 0: held-out reward") == 1  # rank 0 only
+    assert run_.stderr.count("graft seed 0: held-out reward") == 1  # rank 0 only
     m = records.read_json(out / "metrics.json")
     rounds = records.read_jsonl(out / "rounds.jsonl")
     budget = cfg["graft"]["loop"]["reward_budget"]

@@ -134,7 +134,7 @@ def _fit_in_tmp(network, loss, cfg):
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        return fit(network, loss, cfg, f"{tmp}/corrector.pt", {})
+        return fit(network, loss, cfg, f"{tmp}/corrector.pt", {}, kind="test")
 
 
 def test_inverted_noise_law_matches_closed_form():
@@ -246,10 +246,10 @@ def test_fit_without_validation_is_unchanged_by_the_validation_code(tmp_path):
 
     cfg = TrainConfig(steps=60, warmup=5, lr=0.05, ema_decay=0.9, checkpoint_every=1000)
     torch.manual_seed(0)
-    plain = fit(*_quadratic(2.0), cfg, tmp_path / "a.pt", {})
+    plain = fit(*_quadratic(2.0), cfg, tmp_path / "a.pt", {}, kind="test")
     val = Validation(loss=lambda net: float((net.weight.sum() - 2.0) ** 2), every=10)
     torch.manual_seed(0)
-    scored = fit(*_quadratic(2.0), cfg, tmp_path / "b.pt", {}, validation=val)
+    scored = fit(*_quadratic(2.0), cfg, tmp_path / "b.pt", {}, validation=val, kind="test")
     # no patience: trains all steps; the best evaluation is the last (the loss only falls)
     assert val.best["step"] == 60 and "stopped_at" not in val.best
     assert torch.equal(plain.weight, scored.weight)
@@ -268,7 +268,7 @@ def test_fit_stops_when_the_heldout_loss_stops_falling_and_keeps_the_best(tmp_pa
         loss=lambda net: float((net.weight.sum() - 1.0) ** 2), every=5, patience=3, log=log
     )
     torch.manual_seed(0)
-    ema = fit(*_quadratic(3.0), cfg, tmp_path / "c.pt", {}, validation=val)
+    ema = fit(*_quadratic(3.0), cfg, tmp_path / "c.pt", {}, validation=val, kind="test")
     curve = records.read_jsonl(log)
     held = [r["heldout_loss"] for r in curve]
     best = min(range(len(held)), key=held.__getitem__)
@@ -276,7 +276,7 @@ def test_fit_stops_when_the_heldout_loss_stops_falling_and_keeps_the_best(tmp_pa
     assert val.best["stopped_at"] == curve[-1]["step"] == curve[best]["step"] + 3 * 5
     assert val.best["stopped_at"] < cfg.steps
     assert abs(ema.weight.item() - 1.0) ** 2 == pytest.approx(held[best])
-    saved = records.load_checkpoint(tmp_path / "c.pt")
+    saved = records.load_checkpoint(tmp_path / "c.pt", "test")
     assert saved["steps"] == val.best["step"]
     assert torch.equal(saved["model"]["weight"], ema.weight.detach())
     assert all({"train_loss", "heldout_loss", "best_step", "lr"} <= r.keys() for r in curve)

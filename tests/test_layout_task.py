@@ -121,10 +121,16 @@ def test_diversity_closed_form():
             r"layout.ddpo.loop.reward_budget: 128 differs",
         ),
         ({"pgraft": {"loop": {"num_steps": 8}}}, "layout.pgraft.loop.num_steps: 8 differs from"),
-        ({"finetune_conditions": 0}, "layout.finetune_conditions: 0 must be at least 1"),
-        ({"evaluate": {"curve_conditions": 0}}, "layout.evaluate.curve_conditions: 0 must be"),
+        (
+            {"finetune_conditions": 0},
+            "layout.finetune_conditions: 0 is out of range; allowed: >= 1",
+        ),
+        (
+            {"evaluate": {"curve_conditions": 0}},
+            "layout.evaluate.curve_conditions: 0 is out of range",
+        ),
         ({"methods": ["graft"]}, "layout.methods: must include 'base'"),
-        ({"data": {"n_train": 0}}, "layout.data.n_train: 0 must be at least 1"),
+        ({"data": {"n_train": 0}}, "layout.data.n_train: 0 is out of range; allowed: >= 1"),
     ],
 )
 def test_config_rules_name_the_key(over, message):

@@ -519,7 +519,7 @@ def test_graft_with_an_anchor_keeps_an_untouched_copy_of_the_base(base):
 
 
 def test_anchor_is_validated_and_is_graft_only():
-    with pytest.raises(ConfigError, match="anchor: -0.5 must be >= 0"):
+    with pytest.raises(ConfigError, match=r"anchor: -0.5 is out of range; allowed: >= 0"):
         parse(GraftConfig, {"anchor": -0.5})
     with pytest.raises(ConfigError, match="anchor: 1.0; it is GRAFT's"):
         parse(PGraftConfig, {"loop": {"num_steps": 10}, "intermediate_step": 3, "anchor": 1.0})
@@ -528,7 +528,7 @@ def test_anchor_is_validated_and_is_graft_only():
 
 
 def test_t_min_is_validated_and_is_graft_only():
-    with pytest.raises(ConfigError, match="t_min: -1 must be >= 0"):
+    with pytest.raises(ConfigError, match=r"t_min: -1 is out of range; allowed: >= 0"):
         parse(GraftConfig, {"t_min": -1})
     with pytest.raises(ConfigError, match="t_min: 5; it is GRAFT's"):
         parse(PGraftConfig, {"loop": {"num_steps": 10}, "intermediate_step": 3, "t_min": 5})

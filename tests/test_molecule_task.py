@@ -47,7 +47,10 @@ def smoke_config(**over) -> MoleculeConfig:
         ({"pgraft": {"loop": {"num_steps": 6}}}, "molecule.pgraft.loop.num_steps: 6 differs from"),
         ({"methods": ["graft"]}, "molecule.methods: must include 'base'"),
         ({"data": {"source": "file"}}, "molecule.data.file: source 'file' needs a SMILES file"),
-        ({"evaluate": {"samples": 0}}, "molecule.evaluate.samples: 0 must be at least 1"),
+        (
+            {"evaluate": {"samples": 0}},
+            "molecule.evaluate.samples: 0 is out of range; allowed: >= 1",
+        ),
         ({"model": {"heads": 3}}, "molecule.model.heads: 3 must divide width 32"),
         ({"reward": "logp"}, "reward"),
     ],

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-from tests.test_workflow import copy_workflow, snakemake
+from tests.conftest import ROOT, copy_workflow, snakemake
 
 TABLES = {"finetune_table", "unconditional_table", "inc_table", "toy2d_inc_table"}
 # Rules that put a model on `device` go by these suffixes; every other rule must be a data or
@@ -100,6 +99,7 @@ PAPER_FILES = [
 ]
 
 
+@pytest.mark.workflow
 def test_a_dry_run_lists_every_missing_user_file(tmp_path):
     run = snakemake(copy_workflow(tmp_path), "-n", "--profile", "profiles/paper")
     assert run.returncode == 2
@@ -147,16 +147,19 @@ def check_plan(run: subprocess.CompletedProcess, results: str) -> dict[str, list
     return jobs
 
 
+@pytest.mark.workflow
 def test_gpu_profile_plans_the_cpu_preset_with_one_gpu_per_device_job(workflow):
     run = snakemake(workflow, "-n", "-p", "--profile", "profiles/gpu")
     check_plan(run, "cpu")
 
 
+@pytest.mark.workflow
 def test_paper_profile_plans_the_whole_workflow_on_the_gpu(workflow):
     run = snakemake(workflow, "-n", "-p", "--profile", "profiles/paper")
     check_plan(run, "paper")
 
 
+@pytest.mark.workflow
 def test_slurm_profile_plans_the_whole_workflow_with_the_slurm_executor(workflow):
     plugin = importlib.util.find_spec("snakemake_executor_plugin_slurm")
     assert plugin, "the SLURM plugin is in the dev extra: pip install -e '.[dev]'"
@@ -172,6 +175,7 @@ def test_slurm_profile_plans_the_whole_workflow_with_the_slurm_executor(workflow
     assert int(jobs["unconditional_pretrain"][0]["runtime"]) >= 24 * 60  # 400k steps
 
 
+@pytest.mark.workflow
 def test_several_gpus_per_job_launch_fine_tuning_under_torchrun(workflow):
     """gpus_per_job = 2: each fine-tuning job asks for two GPUs and starts two ranks with
     torchrun; every other device job (best_of_m's too) keeps one GPU and starts plainly."""

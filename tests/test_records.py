@@ -90,8 +90,8 @@ def test_checkpoint_embeds_config_and_versions(tmp_path):
     model = torch.nn.Linear(3, 2)
     config = {"method": "graft", "lr": 1e-4, "sample": {"steps": 10}}
     path = tmp_path / "ckpt.pt"
-    save_checkpoint(path, {"model": model.state_dict(), "step": 7}, config)
-    ckpt = load_checkpoint(path)
+    save_checkpoint(path, {"model": model.state_dict(), "step": 7}, config, kind="test")
+    ckpt = load_checkpoint(path, "test")
     assert ckpt["config"] == config and ckpt["step"] == 7
     for name, tensor in model.state_dict().items():
         assert torch.equal(ckpt["model"][name], tensor)

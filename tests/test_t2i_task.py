@@ -52,9 +52,12 @@ def with_change(change) -> dict:
         (lambda c: c["evaluate"].update(curve_every=0), r"t2i.evaluate.curve_every: 0"),
         (
             lambda c: c["evaluate"].update(train_samples_per_prompt=0),
-            r"t2i.evaluate.train_samples_per_prompt: 0 must be at least 1",
+            r"t2i.evaluate.train_samples_per_prompt: 0 is out of range; allowed: >= 1",
         ),
-        (lambda c: c.update(finetune_prompts=-1), r"t2i.finetune_prompts: -1 must be >= 0"),
+        (
+            lambda c: c.update(finetune_prompts=-1),
+            r"t2i.finetune_prompts: -1 is out of range; allowed: >= 0",
+        ),
         (lambda c: c["ddpo"].update(log_prob="max"), r"t2i.ddpo.log_prob: 'max'"),
         (
             lambda c: c["evaluate"].update(n_train_prompts=32),

@@ -246,7 +246,9 @@ def test_loads_a_fit_checkpoint_and_rejects_unknown_lora(tmp_path):
     """train.fit stores {"model": state dict} and the run config: the tokenizer is rebuilt."""
     m = tiny()
     config = {"model": to_dict(m.cfg)}
-    records.save_checkpoint(tmp_path / "fit.pt", {"model": m.network.state_dict()}, config)
+    records.save_checkpoint(
+        tmp_path / "fit.pt", {"model": m.network.state_dict()}, config, kind="t2i model"
+    )
     back = Text2ImageAdapter.load(tmp_path / "fit.pt")
     x, t = _inputs(m)
     with torch.no_grad():
@@ -255,7 +257,9 @@ def test_loads_a_fit_checkpoint_and_rejects_unknown_lora(tmp_path):
             m.denoise(x, t, m.encode_condition(PROMPTS)),
         )
     m.trainable_parameters("lora")
-    records.save_checkpoint(tmp_path / "lora.pt", {"model": m.network.state_dict()}, config)
+    records.save_checkpoint(
+        tmp_path / "lora.pt", {"model": m.network.state_dict()}, config, kind="t2i model"
+    )
     with pytest.raises(ValueError, match="pass `lora`"):
         Text2ImageAdapter.load(tmp_path / "lora.pt")
     assert Text2ImageAdapter.load(tmp_path / "lora.pt", lora=LoraSettings()).lora is not None

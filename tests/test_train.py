@@ -40,14 +40,14 @@ def crash_at(step: int, loss):
 
 def test_resume_matches_unbroken_run(tmp_path):
     net, loss = make()
-    fit(net, loss, CFG, tmp_path / "full.pt", {"run": "full"})
+    fit(net, loss, CFG, tmp_path / "full.pt", {"run": "full"}, kind="test")
 
     net, loss = make()
     with pytest.raises(KeyboardInterrupt):
-        fit(net, crash_at(7, loss), CFG, tmp_path / "resumed.pt", {"run": "resumed"})
+        fit(net, crash_at(7, loss), CFG, tmp_path / "resumed.pt", {"run": "resumed"}, kind="test")
     assert (tmp_path / "resumed.pt.partial").exists() and not (tmp_path / "resumed.pt").exists()
     net, loss = make()  # a new process: fresh weights, resumed from the partial checkpoint
-    fit(net, loss, CFG, tmp_path / "resumed.pt", {"run": "resumed"})
+    fit(net, loss, CFG, tmp_path / "resumed.pt", {"run": "resumed"}, kind="test")
     assert not (tmp_path / "resumed.pt.partial").exists()
     a = records.load_checkpoint(tmp_path / "full.pt")
     b = records.load_checkpoint(tmp_path / "resumed.pt")
@@ -63,4 +63,4 @@ def test_non_finite_loss_names_the_step(tmp_path):
         return net(torch.ones(1, 3)).sum() * (float("nan") if step == 2 else 1.0)
 
     with pytest.raises(FloatingPointError, match="train step 2"):
-        fit(net, bad, CFG, tmp_path / "x.pt", {})
+        fit(net, bad, CFG, tmp_path / "x.pt", {}, kind="test")

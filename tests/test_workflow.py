@@ -1,13 +1,14 @@
 """The whole workflow on the smoke profile, the linter, and config errors at load time.
 
 Each test runs Snakemake on a copy of the workflow files in a temporary folder, so it never
-touches the user's results/ or .snakemake/ locks.
+touches the user's results/ or .snakemake/ locks; the smoke run is one for the session
+(conftest's `smoke_run`), which these tests read and never change.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,31 +18,12 @@ import pytest
 import yaml
 
 from graftbench.tasks.t2i.scenes import CATEGORIES
-from tests.conftest import ROOT
-
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-WORKFLOW = ["Snakefile", "rules", "config", "tasks", "profiles", "report", "scorers"]
-
-
-def copy_workflow(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in WORKFLOW:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
-    return dest
-
-
-def snakemake(cwd: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
+from tests.conftest import ROOT, SNAKEMAKE, copy_workflow, snakemake
 
 
 @pytest.mark.workflow
-def test_smoke_profile_runs_end_to_end(tmp_path):
-    wf = copy_workflow(tmp_path)
-    run = snakemake(wf, "--profile", "profiles/smoke")
-    assert run.returncode == 0, run.stderr[-3000:]
+def test_smoke_profile_runs_end_to_end(smoke_run, tmp_path):
+    wf = smoke_run  # the session's one smoke run (conftest)
     tables = wf / "results/smoke/tables"
     df = pd.read_csv(tables / "unconditional.csv")
     smoke = yaml.safe_load((wf / "tasks/unconditional.yaml").read_text())["unconditional"][
@@ -354,10 +336,12 @@ def workflow_lints(root: Path = ROOT) -> list[str]:
     return found
 
 
+@pytest.mark.workflow
 def test_lint_is_clean():
     assert workflow_lints() == []
 
 
+@pytest.mark.workflow
 def test_a_subset_of_tasks_plans_only_their_jobs(tmp_path):
     wf = copy_workflow(tmp_path)
     # a --config replaces the profile's whole config list: repeat its profile=smoke
@@ -414,44 +398,47 @@ def test_typed_config_names_key_and_allowed_values():
 
 
 @pytest.mark.workflow
-def test_killed_run_resumes_to_the_same_table(tmp_path):
-    """SIGKILL the whole smoke workflow mid-sampling, unlock and run the same command again:
-    it finishes, and its table equals an uninterrupted run's (apart from wall times)."""
+def test_a_killed_chain_resumes_to_the_same_results(smoke_run, tmp_path):
+    """SIGKILL Snakemake in the middle of a fine-tuning job (toy2d's GRAFT run, once its log
+    has a round line), unlock and run the same command again: it finishes, and the run's
+    evaluation and records equal the uninterrupted smoke run's (apart from wall times). Each
+    task's fine-tuning verb resumes from its loop checkpoint in its own tests."""
     import os
     import signal
     import time
 
-    plain = copy_workflow(tmp_path / "plain")
-    assert snakemake(plain, "--profile", "profiles/smoke").returncode == 0
-
     wf = copy_workflow(tmp_path / "killed")
+    run = "results/smoke/toy2d/graft/seed0"
+    target = [SNAKEMAKE, "--profile", "profiles/smoke", f"{run}/metrics.json"]
     proc = subprocess.Popen(
-        [SNAKEMAKE, "--profile", "profiles/smoke"],
-        cwd=wf,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        target, cwd=wf, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    # kill once the first run of any task has finished: which task's jobs Snakemake starts
-    # first is its own choice, so the test must not wait on one task's branch
-    deadline = time.time() + 900
-    while not list((wf / "results/smoke").glob("*/*/seed*/metrics.json")):
-        assert proc.poll() is None, "workflow ended before the kill"
-        assert time.time() < deadline, "no run finished within 900 s"
-        time.sleep(0.2)
+    log = wf / "results/smoke/toy2d/logs/graft_seed0.log"
+    deadline = time.time() + 600
+    while not (log.exists() and "round 0:" in log.read_text()):
+        assert proc.poll() is None, "the chain ended before the kill"
+        assert time.time() < deadline, "no fine-tuning round within 600 s"
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert len(list((wf / "results/smoke/tables").glob("*.csv"))) < 5
+    assert not (wf / run / "metrics.json").exists()  # killed inside the job
     # SIGKILL leaves Snakemake's lock behind; the README's recovery: unlock, then rerun
-    locked = snakemake(wf, "--profile", "profiles/smoke")
+    locked = snakemake(wf, *target[1:])
     assert locked.returncode != 0 and "--unlock" in locked.stderr
     assert snakemake(wf, "--profile", "profiles/smoke", "--unlock").returncode == 0
-    rerun = snakemake(wf, "--profile", "profiles/smoke")
+    rerun = snakemake(wf, *target[1:])
     assert rerun.returncode == 0, rerun.stderr[-3000:]
 
-    def table(root, name):
-        df = pd.read_csv(root / f"results/smoke/tables/{name}.csv")
-        return df.drop(columns=[c for c in df.columns if c.startswith("wall_s")])
+    def timeless(obj):
+        if isinstance(obj, dict):
+            return {k: timeless(v) for k, v in obj.items() if not k.endswith(("_s", "wall"))}
+        return [timeless(v) for v in obj] if isinstance(obj, list) else obj
 
-    for name in ("unconditional", "inc", "t2i", "layout", "molecule", "toy2d", "toy2d_inc"):
-        pd.testing.assert_frame_equal(table(wf, name), table(plain, name))
+    for name in ("eval.json", "metrics.json"):
+        resumed = json.loads((wf / run / name).read_text())
+        plain = json.loads((smoke_run / run / name).read_text())
+        assert timeless(resumed) == timeless(plain), name
+    rounds = [timeless(json.loads(line)) for line in (wf / run / "rounds.jsonl").open()]
+    assert rounds == [
+        timeless(json.loads(line)) for line in (smoke_run / run / "rounds.jsonl").open()
+    ]

@@ -5,6 +5,7 @@ share so that their collectives pair up."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from graftbench.distributed import all_gather_objects, barrier, is_writer, world
 # `Updater.state_dict`'s entries, equal on every rank after the averaged steps: a multi-rank
 # checkpoint stores them once, and the rest of each rank's method state (e.g. DDPO's
 # per-prompt reward windows) per rank
+log = logging.getLogger(__name__)
+
+
 REPLICATED = ("params", "optimizer")
 
 
@@ -67,7 +71,7 @@ def save_state(path, fingerprint, method, g, g_sample, g_train, order, rows, nfe
         }
         if size > 1:
             state["ranks"] = ranks
-        records.save_checkpoint(path, state, fingerprint)
+        records.save_checkpoint(path, state, fingerprint, kind="loop state")
     # no rank runs ahead of the file: one killed in the next round and restarted must find
     # the checkpoint of the round that every rank finished
     barrier()
@@ -93,16 +97,16 @@ def resumable(path: str | Path, fingerprint: dict) -> dict | None:
     stale checkpoint from another config is reported and ignored: the run starts over)."""
     if not Path(path).exists():
         return None
-    state = records.load_checkpoint(path)
+    state = records.load_checkpoint(path, kind="loop state")
     if state.get("config") != fingerprint:
         if is_writer():
-            print(
+            log.warning(
                 f"{path}: written by another method config, condition list or number of "
                 "ranks; starting over"
             )
         return None
     if is_writer():
-        print(
+        log.info(
             f"{path}: resuming after round {len(state['rows']) - 1} "
             f"({state['queries']} reward queries spent)"
         )

@@ -14,13 +14,17 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from graftbench.config import Count, Positive
+
+FEATURES_KIND = "fid feature net"  # the checkpoint kind (records) of a trained FeatureNet
+
 
 @dataclass
 class FeatureNetConfig:
-    steps: int = 1500  # optimiser steps of classifier training
-    batch_size: int = 128  # images per step
-    lr: float = 1e-3  # Adam learning rate
-    dim: int = 128  # feature dimension (penultimate layer) used for FID
+    steps: Count = 1500  # optimiser steps of classifier training
+    batch_size: Count = 128  # images per step
+    lr: Positive = 1e-3  # Adam learning rate
+    dim: Count = 128  # feature dimension (penultimate layer) used for FID
     seed: int = 0  # initialisation and batch-order seed
 
 

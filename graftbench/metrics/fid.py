@@ -9,6 +9,13 @@
 clean-fid computes features (`get_folder_features`) and the Frechet distance
 (`fid_from_feats`); we only supply the extractor, passing `device` explicitly (clean-fid
 defaults to CUDA).
+
+Sample size: the covariance of n samples of D-d features has rank at most n - 1, so it can
+be full rank only from n > D samples (pytorch-fid's README asks for the same). With fewer,
+scipy's matrix square root is of a singular product, and clean-fid only prints a warning and
+adds 1e-6 to the diagonal: the number comes out, dominated by the estimate's bias. `fid` and
+`graftbench evaluate` refuse n <= D (`min_samples`) unless asked for a rank-deficient
+estimate explicitly (`allow_rank_deficient`).
 """
 
 from __future__ import annotations
@@ -20,20 +27,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from graftbench.config import ConfigError
+
 BACKENDS = ("inception", "trained-cnn")
+INCEPTION_DIM = 2048  # pool3 features of the TF FID network
 
 
 @dataclass
 class Backend:
     """A feature extractor as clean-fid wants it: a callable on (batch, 3, H, W) floats in
-    [0, 255], the clean-fid mode, and a key naming every parameter that changes the numbers
-    (used for caching reference features, as clean-fid names its cached statistics)."""
+    [0, 255], the clean-fid mode, a key naming every parameter that changes the numbers
+    (used for caching reference features, as clean-fid names its cached statistics), and the
+    dimension D of its features."""
 
     name: str
     extractor: torch.nn.Module
     mode: str
     resize: object | None
     key: str
+    dim: int
 
 
 def load_backend(name: str, device: str = "cpu", feature_net_path: str | None = None) -> Backend:
@@ -41,9 +53,14 @@ def load_backend(name: str, device: str = "cpu", feature_net_path: str | None = 
         return _inception(device)
     if name == "trained-cnn":
         if feature_net_path is None:
-            raise ValueError("evaluate: backend 'trained-cnn' needs --feature-net (a features.pt)")
+            raise ConfigError("evaluate: backend 'trained-cnn' needs --feature-net (a features.pt)")
         return _trained_cnn(feature_net_path, device)
-    raise ValueError(f"fid backend: {name!r} is not allowed; choose one of {', '.join(BACKENDS)}")
+    raise ConfigError(f"fid backend: {name!r} is not allowed; choose one of {', '.join(BACKENDS)}")
+
+
+def min_samples(dim: int) -> int:
+    """The fewest samples whose covariance can be full rank in `dim` dimensions."""
+    return dim + 1
 
 
 def folder_features(folder: str | Path, backend: Backend, device: str, batch_size: int = 100):
@@ -79,9 +96,19 @@ def reference_features(folder: str | Path, backend: Backend, device: str) -> np.
     return feats
 
 
-def fid(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
+def fid(feats_a: np.ndarray, feats_b: np.ndarray, allow_rank_deficient: bool = False) -> float:
+    """FID between features (n_a, D) and (n_b, D). Refuses n <= D (see the module's
+    docstring) unless `allow_rank_deficient`; refuses n < 2 always (no covariance at all)."""
     from cleanfid.fid import fid_from_feats
 
+    dim = feats_a.shape[1]
+    need = 2 if allow_rank_deficient else min_samples(dim)
+    for which, feats in (("first", feats_a), ("second", feats_b)):
+        if len(feats) < need:
+            raise ValueError(
+                f"FID: {len(feats)} samples in the {which} set; {dim}-d features need at least "
+                f"{need}" + ("" if allow_rank_deficient else " for a full-rank covariance")
+            )
     return float(fid_from_feats(feats_a, feats_b))
 
 
@@ -106,9 +133,8 @@ def _inception(device: str) -> Backend:
     if not path.exists():
         raise FileNotFoundError(f"fid backend 'inception': {path} is missing from the wheel")
     net = torch.jit.load(str(path), map_location=device).eval()
-    return Backend(
-        "inception", _InceptionFeatures(net), "clean", None, f"inception-{_digest(path)}-clean"
-    )
+    key = f"inception-{_digest(path)}-clean"
+    return Backend("inception", _InceptionFeatures(net), "clean", None, key, INCEPTION_DIM)
 
 
 class _CNNFeatures(torch.nn.Module):
@@ -126,18 +152,22 @@ class _CNNFeatures(torch.nn.Module):
 
 
 def _trained_cnn(path: str, device: str) -> Backend:
-    from graftbench.metrics.feature_net import FeatureNet
+    from graftbench import records
+    from graftbench.metrics.feature_net import FEATURES_KIND, FeatureNet
 
-    ckpt = torch.load(path, map_location=device, weights_only=False)
+    ckpt = records.load_checkpoint(path, FEATURES_KIND)
     net = FeatureNet(**ckpt["arch"])
     net.load_state_dict(ckpt["model"])
-    # native resolution: clean-fid's ResizeDataset turns uint8 into [0, 255] floats unchanged
+    # native resolution: clean-fid's ResizeDataset turns uint8 into [0, 255] floats unchanged.
+    # The key is the checkpoint's content hash (weights and architecture), not its bytes:
+    # two identical runs write the same content and share cached reference features.
     return Backend(
         "trained-cnn",
         _CNNFeatures(net.to(device).eval()),
         "clean",
         _identity,
-        f"cnn-{_digest(path)}",
+        f"cnn-{ckpt.content_sha256[:16]}",
+        ckpt["arch"]["dim"],
     )
 
 

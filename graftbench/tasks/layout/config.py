@@ -83,6 +83,13 @@ class LayoutConfig:
                 "layout.coco.train and layout.coco.test: source 'coco' needs both "
                 "annotation files (COCO-style JSON, e.g. PubLayNet's)"
             )
+        held = min(self.evaluate.heldout_conditions or self.data.n_test, self.data.n_test)
+        if self.source == "generated" and held <= self.features.dim:
+            raise ConfigError(
+                f"layout.evaluate.heldout_conditions: {held} held-out layouts give FID a "
+                f"singular covariance of its features.dim = {self.features.dim} features; it "
+                f"needs at least {self.features.dim + 1}"
+            )
         check_methods(self, "layout")
 
     def user_files(self) -> list[str]:

@@ -116,7 +116,7 @@ class LayoutSession:
     dedup_key = None
 
     def __init__(self, cfg: LayoutConfig, data_dir: Path, features: Path, base: Path | None):
-        from graftbench.tasks.layout.features import LayoutFeatureNet
+        from graftbench.tasks.layout.features import FEATURES_KIND, LayoutFeatureNet
 
         if base is not None and not (base / "boxes.npz").is_file():
             raise InputError(f"{base / 'boxes.npz'}: missing; run the base evaluation first")
@@ -127,7 +127,7 @@ class LayoutSession:
         k = cfg.evaluate.train_samples
         self.train_conditions = [c for c in self.conditions for _ in range(k)]
         self.net = LayoutFeatureNet(cfg.features, cfg.data.max_elements)
-        self.net.load_state_dict(records.load_checkpoint(features)["model"])
+        self.net.load_state_dict(records.load_checkpoint(features, FEATURES_KIND)["model"])
         self.ref = self.features(self.held)
 
     def features(self, layouts: list) -> np.ndarray:

@@ -25,28 +25,27 @@ import torch
 from torch import nn
 
 from graftbench import records
-from graftbench.config import ConfigError, parse, to_dict
+from graftbench.config import ConfigError, Count, Count2, Positive, parse, to_dict
 from graftbench.models.diffusion import DiffusionAdapter, ddpm_scheduler
 from graftbench.tasks.layout.data import CLASSES, PAD
+
+KIND = "layout model"  # the checkpoint kind (records.save_checkpoint) of this task's models
 
 
 @dataclass
 class LayoutModelConfig:
-    max_elements: int = 10  # L: elements per state (layouts with fewer are padded)
-    width: int = 128  # transformer width d
-    layers: int = 4  # transformer encoder layers
-    heads: int = 4  # attention heads (must divide width)
-    num_train_timesteps: int = 1000  # T of the DDPM schedule
+    max_elements: Count = 10  # L: elements per state (layouts with fewer are padded)
+    width: Count = 128  # transformer width d
+    layers: Count = 4  # transformer encoder layers
+    heads: Count = 4  # attention heads (must divide width)
+    num_train_timesteps: Count2 = 1000  # T of the DDPM schedule
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
     # the noise schedule (diffusers' names; squaredcos_cap_v2 is the cosine schedule)
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"  # what denoise predicts
     timestep_spacing: Literal["leading", "trailing", "linspace"] = "trailing"  # DDIM grid
-    min_snr_gamma: float | None = None  # Min-SNR loss weighting (losses.weighted_mean)
+    min_snr_gamma: Positive | None = None  # Min-SNR loss weighting (losses.weighted_mean)
 
     def __post_init__(self):
-        for key in ("max_elements", "width", "layers", "heads", "num_train_timesteps"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"layout.model.{key}: {getattr(self, key)} must be at least 1")
         if self.width % self.heads:
             raise ConfigError(f"layout.model.heads: {self.heads} must divide width {self.width}")
 
@@ -141,12 +140,13 @@ class LayoutAdapter(DiffusionAdapter):
     def save(self, path: str | Path, config: dict | None = None) -> None:
         """One checkpoint (`records.save_checkpoint`); config["model"] is this model's config."""
         state = {"model": self.network.state_dict()}
-        records.save_checkpoint(path, state, {**(config or {}), "model": to_dict(self.cfg)})
+        config = {**(config or {}), "model": to_dict(self.cfg)}
+        records.save_checkpoint(path, state, config, kind=KIND)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> LayoutAdapter:
         """A model saved by `save` or trained by `train.fit` (EMA weights + run config)."""
-        ckpt = records.load_checkpoint(path)
+        ckpt = records.load_checkpoint(path, KIND)
         model = cls(parse(LayoutModelConfig, ckpt["config"]["model"], "model"))
         model.network.load_state_dict(ckpt["model"])
         model.network.to(device).eval()

@@ -32,7 +32,12 @@ def train_features(
     between training and test layouts (the floor a perfect model would reach, up to sample
     size)."""
     from graftbench.metrics.fid import fid
-    from graftbench.tasks.layout.features import LayoutFeatureNet, extract, feature_loss
+    from graftbench.tasks.layout.features import (
+        FEATURES_KIND,
+        LayoutFeatureNet,
+        extract,
+        feature_loss,
+    )
     from graftbench.train import fit
 
     torch.manual_seed(cfg.features.train.seed)
@@ -45,8 +50,9 @@ def train_features(
         out,
         to_dict(cfg),
         log,
+        kind=FEATURES_KIND,
     )
-    net.load_state_dict(records.load_checkpoint(out)["model"])
+    net.load_state_dict(records.load_checkpoint(out, FEATURES_KIND)["model"])
     held = heldout_layouts(cfg, test)
     n = len(held)
     summary = {
@@ -64,7 +70,7 @@ def pretrain(
     cfg: LayoutConfig, data_dir: Path, out: Path, log: Path | None = None, device: str = "cpu"
 ) -> None:
     """Pre-train the base on the training layouts with the DDPM denoising loss, on `device`."""
-    from graftbench.tasks.layout.model import LayoutAdapter
+    from graftbench.tasks.layout.model import KIND, LayoutAdapter
     from graftbench.train import fit_model
 
     torch.manual_seed(cfg.pretrain.seed)
@@ -73,7 +79,7 @@ def pretrain(
     boxes, classes, mask = padded(load_split(data_dir, "train"), cfg)
     x0 = LayoutAdapter.encode_boxes(torch.from_numpy(boxes), torch.from_numpy(mask))
     classes = torch.from_numpy(classes)
-    fit_model(model, x0, classes, cfg.pretrain, out, to_dict(cfg), log)
+    fit_model(model, x0, classes, cfg.pretrain, out, to_dict(cfg), log, kind=KIND)
 
 
 class LayoutFinetune:

@@ -26,22 +26,24 @@ import torch
 from torch import nn
 
 from graftbench import records
-from graftbench.config import ConfigError, parse, to_dict
+from graftbench.config import ConfigError, Count, Count2, Natural, Share, parse, to_dict
 from graftbench.models.base import ModelAdapter
 from graftbench.tasks.molecule import masked
 from graftbench.tasks.molecule.tokens import MASK, Vocabulary
 
+KIND = "molecule model"  # the checkpoint kind (records.save_checkpoint) of this task's models
+
 
 @dataclass
 class MoleculeModelConfig:
-    vocab_size: int = 0  # V: ids including PAD and MASK; 0 = len(vocabulary), filled in
+    vocab_size: Natural = 0  # V: ids including PAD and MASK; 0 = len(vocabulary), filled in
     # when the adapter is built (a checkpoint stores the actual value)
-    length: int = 40  # L: tokens per state (SMILES with more tokens cannot be encoded)
-    width: int = 128  # transformer width d
-    layers: int = 4  # transformer encoder layers
-    heads: int = 4  # attention heads (must divide width)
-    dropout: float = 0.0  # dropout inside the encoder layers
-    num_train_timesteps: int = 1000  # T of the masking schedule
+    length: Count = 40  # L: tokens per state (SMILES with more tokens cannot be encoded)
+    width: Count = 128  # transformer width d
+    layers: Count = 4  # transformer encoder layers
+    heads: Count = 4  # attention heads (must divide width)
+    dropout: Share = 0.0  # dropout inside the encoder layers
+    num_train_timesteps: Count2 = 1000  # T of the masking schedule
     schedule: Literal["linear", "cosine"] = "linear"  # alpha_t (masked.MaskedScheduler)
     representation: Literal["smiles", "selfies"] = "selfies"  # the tokens (molecule.tokens):
     # SELFIES symbols, every sequence of which is a molecule, or SMILES tokens
@@ -52,17 +54,8 @@ class MoleculeModelConfig:
                 f"molecule.model.vocab_size: {self.vocab_size} must be 0 (from "
                 "the vocabulary) or at least 3 (PAD, MASK, one token)"
             )
-        for key in ("length", "width", "layers", "heads"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"molecule.model.{key}: {getattr(self, key)} must be at least 1")
-        if self.num_train_timesteps < 2:
-            raise ConfigError(
-                f"molecule.model.num_train_timesteps: {self.num_train_timesteps} must be at least 2"
-            )
         if self.width % self.heads:
             raise ConfigError(f"molecule.model.heads: {self.heads} must divide width {self.width}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"molecule.model.dropout: {self.dropout} must lie in [0, 1)")
         if self.schedule not in ("linear", "cosine"):
             raise ConfigError(
                 f"molecule.model.schedule: {self.schedule!r}; allowed values are 'linear', 'cosine'"
@@ -202,13 +195,14 @@ class MoleculeAdapter(ModelAdapter):
         """One checkpoint (`records.save_checkpoint`): weights and vocabulary as state,
         config["model"] set to this model's config."""
         state = {"model": self.network.state_dict(), "vocab": self.vocab.to_dict()}
-        records.save_checkpoint(path, state, {**(config or {}), "model": to_dict(self.cfg)})
+        config = {**(config or {}), "model": to_dict(self.cfg)}
+        records.save_checkpoint(path, state, config, kind=KIND)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> MoleculeAdapter:
         """A model saved by `save`, or by `train.fit` with the vocabulary's `to_dict()` under
         the run config's "vocab" key (train.fit stores weights and config only)."""
-        ckpt = records.load_checkpoint(path)
+        ckpt = records.load_checkpoint(path, KIND)
         vocab = ckpt.get("vocab") or ckpt["config"].get("vocab")
         if vocab is None:
             raise ValueError(f"{path}: no vocabulary (neither a 'vocab' entry nor config.vocab)")

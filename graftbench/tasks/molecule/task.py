@@ -28,7 +28,7 @@ def pretrain(
 ) -> None:
     """Pre-train the base on the training SMILES with the masked-diffusion loss, on
     `device`; the vocabulary is the training set's tokens (stored in the checkpoint's config)."""
-    from graftbench.tasks.molecule.model import MoleculeAdapter
+    from graftbench.tasks.molecule.model import KIND, MoleculeAdapter
     from graftbench.tasks.molecule.tokens import Vocabulary
     from graftbench.train import fit_model
 
@@ -40,7 +40,7 @@ def pretrain(
     x0 = vocab.encode(train, cfg.model.length)
 
     config = {**to_dict(cfg), "model": to_dict(model.cfg), "vocab": vocab.to_dict()}
-    fit_model(model, x0, None, cfg.pretrain, out, config, log)
+    fit_model(model, x0, None, cfg.pretrain, out, config, log, kind=KIND)
 
 
 class MoleculeFinetune:

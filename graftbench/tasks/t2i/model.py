@@ -31,6 +31,7 @@ from graftbench.tasks.t2i.network import Text2ImageNetwork, build_network
 from graftbench.tasks.t2i.tokenizer import write_clip_tokenizer
 
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
+KIND = "t2i model"  # the checkpoint kind (records.save_checkpoint) of every t2i model, SD too
 
 
 class Text2ImageAdapter(DiffusionAdapter):
@@ -222,7 +223,8 @@ class Text2ImageAdapter(DiffusionAdapter):
             "tokenizer": self.tokenizer_files,
             "lora": to_dict(self.lora) if self.lora else None,
         }
-        records.save_checkpoint(path, state, {**(config or {}), "model": to_dict(self.cfg)})
+        config = {**(config or {}), "model": to_dict(self.cfg)}
+        records.save_checkpoint(path, state, config, kind=KIND)
 
     @classmethod
     def load(
@@ -232,7 +234,7 @@ class Text2ImageAdapter(DiffusionAdapter):
         weights and the run config with a "model" key, but no tokenizer files: the grammar's
         tokenizer is regenerated, which `write_clip_tokenizer` makes deterministic, and no LoRA
         settings: pass `lora` for a LoRA run's checkpoint)."""
-        ckpt = records.load_checkpoint(path)
+        ckpt = records.load_checkpoint(path, KIND)
         cfg = parse(Text2ImageConfig, ckpt["config"]["model"], "model")
         if ckpt.get("lora"):
             lora = parse(LoraSettings, ckpt["lora"], "lora")

@@ -32,7 +32,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from graftbench import records
 from graftbench.config import InputError, parse, to_dict
 from graftbench.models.base import LoraSettings
-from graftbench.tasks.t2i.model import Text2ImageAdapter
+from graftbench.tasks.t2i.model import KIND, Text2ImageAdapter
 from graftbench.tasks.t2i.model_config import StableDiffusionConfig
 from graftbench.tasks.t2i.network import Text2ImageNetwork
 
@@ -156,6 +156,7 @@ class StableDiffusionAdapter(Text2ImageAdapter):
             path,
             {"model": state, "lora": to_dict(self.lora) if self.lora else None},
             {**(config or {}), "model": to_dict(self.cfg)},
+            kind=KIND,
         )
 
     @classmethod
@@ -163,7 +164,7 @@ class StableDiffusionAdapter(Text2ImageAdapter):
         cls, path: str | Path, device: str | torch.device = "cpu", lora: LoraSettings | None = None
     ) -> StableDiffusionAdapter:
         """A model saved by `save`: the folder's parts with the saved weights on top."""
-        ckpt = records.load_checkpoint(path)
+        ckpt = records.load_checkpoint(path, KIND)
         cfg = parse(StableDiffusionConfig, ckpt["config"]["model"], "model")
         if ckpt.get("lora"):
             lora = parse(LoraSettings, ckpt["lora"], "lora")

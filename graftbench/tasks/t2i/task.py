@@ -40,7 +40,7 @@ def pretrain(cfg: T2IConfig, out: Path, log: Path | None = None, device: str = "
     the folder (`stable_diffusion_base`)."""
     if cfg.stable_diffusion is not None:
         return stable_diffusion_base(cfg, out, log)
-    from graftbench.tasks.t2i.model import Text2ImageAdapter
+    from graftbench.tasks.t2i.model import KIND, Text2ImageAdapter
     from graftbench.tasks.t2i.pretrain import pretrain_loss
     from graftbench.train import fit
 
@@ -50,18 +50,22 @@ def pretrain(cfg: T2IConfig, out: Path, log: Path | None = None, device: str = "
     model.network.to(device)
     split = split_prompts(cfg.scenes)
     loss = pretrain_loss(model, split.train + split.heldout, cfg.pretrain.batch_size)
-    fit(model.network, loss, cfg.pretrain, out, to_dict(cfg), log)
+    fit(model.network, loss, cfg.pretrain, out, to_dict(cfg), log, kind=KIND)
 
 
 def stable_diffusion_base(cfg: T2IConfig, out: Path, log: Path | None = None) -> None:
     """Check the SD folder and write `out` as a checkpoint that loads it with no weights of its
     own (what `StableDiffusionAdapter.save` writes for an untrained model, without copying
     the folder's gigabytes), so every later rule loads the base the same way."""
+    from graftbench.tasks.t2i.model import KIND
     from graftbench.tasks.t2i.stable_diffusion import check_folder
 
     folder = check_folder(cfg.stable_diffusion.path)
     records.save_checkpoint(
-        out, {"model": {}, "lora": None}, {**to_dict(cfg), "model": to_dict(cfg.stable_diffusion)}
+        out,
+        {"model": {}, "lora": None},
+        {**to_dict(cfg), "model": to_dict(cfg.stable_diffusion)},
+        kind=KIND,
     )
     if log:
         records.append_jsonl(log, {"step": 0, "stable_diffusion": str(folder.resolve())})
@@ -70,9 +74,9 @@ def stable_diffusion_base(cfg: T2IConfig, out: Path, log: Path | None = None) ->
 def load_model(path: Path, device: str = "cpu"):
     """The model a t2i checkpoint holds: the small model, or SD (base reference or
     fine-tuned on top of its folder)."""
-    from graftbench.tasks.t2i.model import Text2ImageAdapter
+    from graftbench.tasks.t2i.model import KIND, Text2ImageAdapter
 
-    if records.load_checkpoint(path)["config"].get("stable_diffusion"):
+    if records.checkpoint_header(path, KIND)["config"].get("stable_diffusion"):
         from graftbench.tasks.t2i.stable_diffusion import StableDiffusionAdapter
 
         return StableDiffusionAdapter.load(path, device)

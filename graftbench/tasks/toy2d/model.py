@@ -21,6 +21,8 @@ from graftbench.config import parse, to_dict
 from graftbench.models.diffusion import DiffusionAdapter, ddpm_scheduler
 from graftbench.tasks.toy2d.config import MLPConfig
 
+KIND = "toy2d model"  # the checkpoint kind (records.save_checkpoint) of this task's models
+
 
 class MLP(nn.Module):
     """(x (batch, 2), t (batch,) float timesteps) -> (batch, 2)."""
@@ -68,11 +70,12 @@ class Toy2dAdapter(DiffusionAdapter):
 
     def save(self, path: str | Path, config: dict | None = None) -> None:
         state = {"model": self.network.state_dict()}
-        records.save_checkpoint(path, state, {**(config or {}), "model": to_dict(self.cfg)})
+        config = {**(config or {}), "model": to_dict(self.cfg)}
+        records.save_checkpoint(path, state, config, kind=KIND)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Toy2dAdapter:
-        ckpt = records.load_checkpoint(path)
+        ckpt = records.load_checkpoint(path, KIND)
         model = cls(parse(MLPConfig, ckpt["config"]["model"], "model"))
         model.network.load_state_dict(ckpt["model"])
         model.network.to(device).eval()

@@ -54,6 +54,19 @@ class UnconditionalConfig:
         return [self.data.root] if self.data.dataset == "folder" and self.data.root else []
 
     def __post_init__(self):
+        # the features each FID back-end fits a Gaussian to (2048: metrics.fid.INCEPTION_DIM)
+        dims = {"trained-cnn": self.features.dim, "inception": 2048}
+        for backend in self.evaluate.fid_backends:
+            for key, n in (
+                ("sample.n_samples", self.sample.n_samples),
+                ("data.n_test", self.data.n_test),
+            ):
+                if n <= dims[backend]:
+                    raise ConfigError(
+                        f"unconditional.{key}: {n} images give FID[{backend}] a singular "
+                        f"covariance of its {dims[backend]} features; it needs at least "
+                        f"{dims[backend] + 1}"
+                    )
         if "inc" not in self.methods:
             return
         if self.sample.solver != "euler":

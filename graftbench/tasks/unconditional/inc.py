@@ -22,7 +22,9 @@ import torch
 from graftbench import records
 from graftbench.config import to_dict
 from graftbench.tasks.unconditional.config import UnconditionalConfig
-from graftbench.tasks.unconditional.task import load_model
+from graftbench.tasks.unconditional.task import CORRECTOR_KIND, load_model
+
+NOISE_KIND = "inc noise"  # the checkpoint kind of inc/invert_{steps}.pt
 
 # The paper's anchors (INC paper, CelebA-HQ 256 and LSUN-Church 256; 65M-parameter base and
 # 16M corrector, 200 Euler steps each), shown beside our table for scale, never mixed into it.
@@ -75,7 +77,7 @@ def invert(
         "device": device,
         "versions": records.versions(),
     }
-    records.save_checkpoint(out, {"noise": noise, "steps": steps}, to_dict(cfg))
+    records.save_checkpoint(out, {"noise": noise, "steps": steps}, to_dict(cfg), kind=NOISE_KIND)
     records.write_json(out.with_suffix(".json"), summary)
     return summary
 
@@ -95,7 +97,7 @@ def train_corrector(
     from graftbench.sampling.flow import flow_sigmas, solve_flow
     from graftbench.train import Validation, fit
 
-    noise = records.load_checkpoint(noise_path)["noise"]
+    noise = records.load_checkpoint(noise_path, NOISE_KIND)["noise"]
     n_hold = int(round(cfg.inc.invert.holdout * len(noise)))
     held, train = noise[:n_hold], noise[n_hold:]
     tc = cfg.inc.train
@@ -125,6 +127,7 @@ def train_corrector(
         {"model": to_dict(cfg.inc.model), "task": to_dict(cfg)},
         log,
         validation,
+        kind=CORRECTOR_KIND,
     )
     wall = time.perf_counter() - t0
     corrector.network = ema.eval()

@@ -23,11 +23,16 @@ from tqdm.auto import tqdm
 
 from graftbench import records
 from graftbench.config import ConfigError, to_dict
-from graftbench.metrics.feature_net import train_feature_net
+from graftbench.metrics.feature_net import FEATURES_KIND, train_feature_net
 from graftbench.models.config import UNetConfig
 from graftbench.tasks.unconditional.config import UnconditionalConfig
 from graftbench.tasks.unconditional.data import load_images, split, write_png_folder
 from graftbench.train import fit
+
+# checkpoint kinds (records.save_checkpoint): what each file is, checked where it is loaded;
+# features.pt is metrics.feature_net's FEATURES_KIND
+MODEL_KIND = "unconditional model"  # model.pt, the pre-trained base
+CORRECTOR_KIND = "inc corrector"  # inc/corrector_{steps}.pt (a flow model too, not a base)
 
 # diffusers takes ~8 s to import: the model, sampler and path modules are imported inside
 # the functions that need them, so data, feature and aggregation jobs start fast.
@@ -73,6 +78,7 @@ def train_features(cfg: UnconditionalConfig, data: Path, out: Path, device: str 
         out,
         {"model": net.cpu().state_dict(), "arch": arch, "train_accuracy": acc, "device": device},
         to_dict(cfg),
+        kind=FEATURES_KIND,
     )
 
 
@@ -96,15 +102,16 @@ def pretrain(
         path = rectified_flow(x0.to(device), noise.to(device), sigma.to(device))
         return torch.nn.functional.mse_loss(model.denoise(path.xt, path.t), path.target)
 
-    fit(model.network, loss_fn, cfg.pretrain, out, to_dict(cfg), log)
+    fit(model.network, loss_fn, cfg.pretrain, out, to_dict(cfg), log, kind=MODEL_KIND)
 
 
-def load_model(path: Path, device: str = "cpu"):
-    """The PixelFlowAdapter stored by `pretrain` (EMA weights), in eval mode on `device`."""
+def load_model(path: Path, device: str = "cpu", kind: str = MODEL_KIND):
+    """The PixelFlowAdapter stored by `pretrain` (EMA weights; with kind=CORRECTOR_KIND:
+    by `inc.train_corrector`), in eval mode on `device`."""
     from graftbench.config import parse
     from graftbench.models.pixel import PixelFlowAdapter
 
-    ckpt = records.load_checkpoint(path)
+    ckpt = records.load_checkpoint(path, kind)
     model = PixelFlowAdapter.from_config(parse(UNetConfig, ckpt["config"]["model"], "model"))
     model.network.load_state_dict(ckpt["model"])
     model.network.to(device).eval()
@@ -135,7 +142,7 @@ def sample(
     from graftbench.sampling.flow import flow_sigmas, solve_flow
 
     model = load_model(model_path, device)
-    corrector = load_model(corrector_path, device) if corrector_path else None
+    corrector = load_model(corrector_path, device, CORRECTOR_KIND) if corrector_path else None
     sc = cfg.sample
     sigmas = flow_sigmas(steps, sc.shift, device=device)
     c_sigmas = flow_sigmas(corrector_steps, sc.shift, device=device) if corrector else None
