@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from graftbench.config import ConfigError, InputError
+from graftbench.config import ConfigError, InputError, parse
 from graftbench.tasks.layout.data import (
     CLASSES,
     PAD,
@@ -236,8 +236,8 @@ def test_load_coco_errors(tmp_path):
     ],
 )
 def test_config_validation_names_the_key(key, value):
-    with pytest.raises(ConfigError, match=f"layout.data.{key}: {value}"):
-        LayoutDataConfig(**{key: value})
+    with pytest.raises(ConfigError, match=f"layout.data.{key}: {value} is out of range"):
+        parse(LayoutDataConfig, {key: value}, "layout.data")
 
 
 def test_render_draws_boxes_on_a_white_page():

@@ -8,7 +8,7 @@ from itertools import permutations
 import numpy as np
 import pytest
 
-from graftbench.config import ConfigError
+from graftbench.config import ConfigError, parse
 from graftbench.tasks.layout.data import CLASSES, Layout, LayoutDataConfig, make_splits, pad
 from graftbench.tasks.layout.metrics import (
     RewardConfig,
@@ -119,10 +119,10 @@ def test_reward_is_one_when_aligned_and_falls_with_misalignment():
 
 
 def test_reward_config_validation_names_the_key():
-    with pytest.raises(ConfigError, match="layout.reward.alignment_weight"):
-        RewardConfig(alignment_weight=-1.0)
-    with pytest.raises(ConfigError, match="layout.reward.overlap_weight"):
-        RewardConfig(overlap_weight=float("nan"))
+    with pytest.raises(ConfigError, match="layout.reward.alignment_weight: -1.0 is out of"):
+        parse(RewardConfig, {"alignment_weight": -1.0}, "layout.reward")
+    with pytest.raises(ConfigError, match="layout.reward.overlap_weight: nan is out of"):
+        parse(RewardConfig, {"overlap_weight": float("nan")}, "layout.reward")
 
 
 def test_iou_identical_disjoint_and_by_hand():

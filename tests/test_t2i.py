@@ -251,8 +251,8 @@ def test_reward_callable_matches_verify():
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(ConfigError, match="scenes.image_size"):
-        SceneConfig(image_size=16)
+    with pytest.raises(ConfigError, match="scenes.image_size: 16 is out of range; allowed: >= 32"):
+        parse(SceneConfig, {"image_size": 16}, "scenes")
     with pytest.raises(ConfigError, match="colours\\[1\\]: 'pink' is not allowed"):
         parse(SceneConfig, {"colours": ["red", "pink"]}, "scenes")
     assert parse(SceneConfig, {"shapes": ["circle"]}).shapes == ["circle"]
