@@ -5,7 +5,7 @@ CORES ?= 2
 PROFILE ?= cpu
 PY := $(VENV)/bin/python
 
-.PHONY: run test smoke lint benchmark schema clean-results chromium
+.PHONY: run test test-quick smoke lint benchmark schema clean-results chromium
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,6 +21,9 @@ smoke: run
 
 test: $(VENV)/.installed chromium  ## the test suite (includes the smoke workflow and snakemake --lint)
 	GRAFTBENCH_REQUIRE_CHROMIUM=1 $(PY) -m pytest -q --durations=8
+
+test-quick: $(VENV)/.installed  ## the tests that do not run Snakemake: a minute or two, for development
+	$(PY) -m pytest -q -m "not workflow"
 
 # Headless Chromium checks the HTML report in the tests; Debian's package, installed once
 # (as root, or with sudo) when it is missing. `make test` requires it; a plain `pytest`
