@@ -399,19 +399,31 @@ def test_typed_config_names_key_and_allowed_values():
 
 @pytest.mark.workflow
 def test_a_killed_chain_resumes_to_the_same_results(smoke_run, tmp_path):
-    """SIGKILL Snakemake in the middle of a fine-tuning job (toy2d's GRAFT run, once its log
-    has a round line), unlock and run the same command again: it finishes, and the run's
-    evaluation and records equal the uninterrupted smoke run's (apart from wall times). Each
-    task's fine-tuning verb resumes from its loop checkpoint in its own tests."""
-    import os
+    """SIGKILL Snakemake in the middle of a fine-tuning job (toy2d's GRAFT run, held by
+    tests/hold/sitecustomize.py right after its log's first round line, so that the kill
+    cannot miss the job on a fast machine), unlock and run the same command again: it
+    finishes, and the run's evaluation and records equal the uninterrupted smoke run's (apart
+    from wall times). Each task's fine-tuning verb resumes from its loop checkpoint in its
+    own tests."""
     import signal
     import time
 
     wf = copy_workflow(tmp_path / "killed")
     run = "results/smoke/toy2d/graft/seed0"
     target = [SNAKEMAKE, "--profile", "profiles/smoke", f"{run}/metrics.json"]
+    hold = Path(__file__).parent / "hold"
+    env = {
+        **os.environ,
+        "GRAFTBENCH_HOLD_AT": "round 0:",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(hold), os.environ.get("PYTHONPATH")])),
+    }
     proc = subprocess.Popen(
-        target, cwd=wf, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        target,
+        cwd=wf,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     log = wf / "results/smoke/toy2d/logs/graft_seed0.log"
     deadline = time.time() + 600
