@@ -357,3 +357,20 @@ def test_fid_needs_more_samples_than_feature_dimensions(tmp_path, capsys):
         fid(rng.random((4, 4)), rng.random((9, 4)))
     with pytest.raises(ValueError, match="at least 2"):
         fid(rng.random((1, 4)), rng.random((9, 4)), allow_rank_deficient=True)
+
+
+def test_fid_matches_the_gaussian_closed_form():
+    """For features whose sample means and covariances are exactly m1, m2 and diagonal S1, S2,
+    FID = |m1 - m2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)); a set against itself scores 0."""
+    from graftbench.metrics.fid import fid
+
+    rng = np.random.default_rng(0)
+    dim, n = 3, 400
+    z = rng.standard_normal((n, dim))
+    z = (z - z.mean(0)) @ np.linalg.inv(np.linalg.cholesky(np.cov(z, rowvar=False))).T
+    s1, s2 = np.array([1.0, 2.0, 0.5]), np.array([3.0, 0.5, 0.5])
+    m1, m2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    a, b = m1 + z * np.sqrt(s1), m2 + z * np.sqrt(s2)
+    expected = np.sum((m1 - m2) ** 2) + np.sum(s1 + s2 - 2 * np.sqrt(s1 * s2))
+    assert fid(a, b) == pytest.approx(expected, rel=1e-6)
+    assert abs(fid(a, a)) < 1e-6
