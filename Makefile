@@ -5,7 +5,7 @@ CORES ?= 2
 PROFILE ?= cpu
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-quick smoke lint benchmark schema clean-results chromium
+.PHONY: run test test-quick test-cluster smoke lint benchmark schema clean-results chromium
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(VENV)/.installed chromium  ## the test suite (includes the smoke workflo
 
 test-quick: $(VENV)/.installed  ## the tests that do not run Snakemake: a minute or two, for development
 	$(PY) -m pytest -q -m "not workflow"
+
+# A one-node SLURM cluster (scripts/slurm-cluster: Debian packages, root or sudo) started for
+# the test and stopped after it; the smoke workflow through profiles/slurm (about half an hour).
+test-cluster: $(VENV)/.installed  ## the cluster path: tests/cluster on a SLURM cluster it starts
+	$(PY) -m pytest -q -p no:cacheprovider tests/cluster
 
 # Headless Chromium checks the HTML report in the tests; Debian's package, installed once
 # (as root, or with sudo) when it is missing. `make test` requires it; a plain `pytest`

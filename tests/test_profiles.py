@@ -11,6 +11,7 @@ SLURM plugin is loaded and its resources are resolved, but it never calls sbatch
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -163,8 +164,19 @@ def test_paper_profile_plans_the_whole_workflow_on_the_gpu(workflow):
 def test_slurm_profile_plans_the_whole_workflow_with_the_slurm_executor(workflow):
     plugin = importlib.util.find_spec("snakemake_executor_plugin_slurm")
     assert plugin, "the SLURM plugin is in the dev extra: pip install -e '.[dev]'"
-    run = snakemake(workflow, "-n", "-p", "--profile", "profiles/slurm")
+    where = {
+        "SBATCH_ACCOUNT": "lab",
+        "SBATCH_PARTITION": "cpuq",
+        "GRAFTBENCH_GPU_PARTITION": "gpuq",
+    }
+    env = {**os.environ, **where}
+    run = snakemake(workflow, "-n", "-p", "--profile", "profiles/slurm", env=env)
     jobs = check_plan(run, "paper")
+    # account and partitions come from the environment: the GPU partition for device rules
+    for rule, resources in jobs.items():
+        partition = "gpuq" if rule in device_rules() else "cpuq"
+        for res in resources:
+            assert res["slurm_account"] == "lab" and res["slurm_partition"] == partition, rule
     sized = profile("slurm")["set-resources"]
     for rule, resources in jobs.items():
         want = sized.get(rule, profile("slurm")["default-resources"])

@@ -36,6 +36,10 @@ import pytest
 from tests.conftest import ROOT
 from tests.test_workflow import SNAKEMAKE, copy_workflow
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import slurm_resources  # noqa: E402
+from compare_tables import TIMES  # noqa: E402
+
 pytestmark = pytest.mark.cluster
 
 SCRIPT = ROOT / "scripts/slurm-cluster"
@@ -88,7 +92,7 @@ def local(tmp_path_factory, timings):
 
 def table(root: Path, name: str) -> pd.DataFrame:
     df = pd.read_csv(root / f"results/smoke/tables/{name}.csv")
-    return df.drop(columns=[c for c in df.columns if c.startswith("wall_s")])
+    return df.drop(columns=[c for c in df.columns if c.startswith(TIMES)])
 
 
 def submitted(output: str) -> dict[str, str]:
@@ -122,9 +126,6 @@ def test_smoke_workflow_on_the_cluster_gives_the_local_tables(cluster, local, ti
     acct = sacct(cluster, jobs)
     assert len(acct) == len(jobs) and (acct["state"] == "COMPLETED").all(), acct
     # every benchmark file maps to a rule the run sent to the cluster (slurm_resources.py)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import slurm_resources
-
     results = wf / "results/smoke"
     measured, unknown = slurm_resources.measure(results, slurm_resources.benchmark_patterns())
     assert not unknown, unknown
