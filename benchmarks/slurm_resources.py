@@ -27,12 +27,15 @@ MARKER = "# sized by benchmarks/slurm_resources.py"
 RULE = re.compile(r"^\s*rule (\w+):", re.MULTILINE)
 BENCHMARK = re.compile(r"^\s*benchmark:\s*\n\s*f\"([^\"]+)\"", re.MULTILINE)
 FOLDER = re.compile(r"^\s*(\w+) = f\"\{RESULTS\}/(\w+)\"", re.MULTILINE)
-CONSTRAINTS = re.compile(r"^wildcard_constraints:\n((?:    .*\n)+)", re.MULTILINE)
+CONSTRAINTS = r"wildcard_constraints:\s*\n((?:[ \t]+\w+=.*\n)+)"
+WORKFLOW_CONSTRAINTS = re.compile("^" + CONSTRAINTS, re.MULTILINE)  # at the top level
+RULE_CONSTRAINTS = re.compile(r"^[ \t]+" + CONSTRAINTS, re.MULTILINE)  # inside a rule
 
 
-def _constraints(text: str) -> dict[str, str]:
-    """The workflow-wide wildcard constraints given as string literals (common.smk)."""
-    block = CONSTRAINTS.search(text)
+def _constraints(text: str, pattern: re.Pattern) -> dict[str, str]:
+    """The wildcard constraints given as string literals (not function calls) in text's
+    first block that pattern finds."""
+    block = pattern.search(text)
     pairs = re.findall(r"(\w+)=r?\"([^\"]+)\"", block.group(1)) if block else []
     return dict(pairs)
 
@@ -42,19 +45,28 @@ def benchmark_patterns(rules_dir: Path = ROOT / "rules") -> list[tuple[str, re.P
     texts = {p: p.read_text() for p in sorted(rules_dir.glob("*.smk"))}
     folders = {name: sub for t in texts.values() for name, sub in FOLDER.findall(t)}
     constraints = {"task": r"[^/]+"} | {
-        k: v for t in texts.values() for k, v in _constraints(t).items() if k != "task"
+        k: v
+        for t in texts.values()
+        for k, v in _constraints(t, WORKFLOW_CONSTRAINTS).items()
+        if k != "task"  # the workflow's is a join of the configured tasks
     }
     out = []
     for text in texts.values():
-        starts = [(m.start(), m.group(1)) for m in RULE.finditer(text)]
-        for m in BENCHMARK.finditer(text):
-            rule = max((s for s in starts if s[0] < m.start()), default=(0, None))[1]
+        starts = [m.start() for m in RULE.finditer(text)] + [len(text)]
+        for begin, end in zip(starts, starts[1:], strict=False):
+            block = text[begin:end]
+            m = BENCHMARK.search(block)
+            if m is None:
+                continue
+            rule = RULE.match(block).group(1)
+            # a rule's own constraints (string literals) before the workflow's
+            local = constraints | _constraints(block, RULE_CONSTRAINTS)
             template = m.group(1).replace("{RESULTS}/", "")
             for name, sub in folders.items():
                 template = template.replace(f"{{{name}}}", sub)
             parts = re.split(r"\{\{(\w+)\}\}", template)
             regex = "".join(
-                re.escape(p) if i % 2 == 0 else f"(?:{constraints.get(p, '[^/]+')})"
+                re.escape(p) if i % 2 == 0 else f"(?:{local.get(p, '[^/]+')})"
                 for i, p in enumerate(parts)
             )
             literal = sum(len(p) for p in parts[::2])
@@ -104,10 +116,10 @@ def block(per_rule: pd.DataFrame, source: str) -> str:
         " mem_mb = max(1000, 1.5 x max max_rss + 1000 MB, rounded up to 100 MB)",
         "set-resources:",
     ]
-    for rule, r in per_rule.iterrows():
+    for r in per_rule.itertuples():
         lines.append(
-            f"  {rule}: {{mem_mb: {r['mem_mb']}, runtime: {r['runtime']}}}"
-            f"  # {r['jobs']} job(s), max {r['max_s']:.0f} s, {r['max_rss']:.0f} MB"
+            f"  {r.Index}: {{mem_mb: {r.mem_mb}, runtime: {r.runtime}}}"
+            f"  # {r.jobs} job(s), max {r.max_s:.0f} s, {r.max_rss:.0f} MB"
         )
     return "\n".join(lines) + "\n"
 
@@ -115,9 +127,9 @@ def block(per_rule: pd.DataFrame, source: str) -> str:
 def update(profile: Path, new_block: str) -> None:
     """Replace the profile's set-resources block (and the marker comment above it, if any)."""
     lines = profile.read_text().splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if line.startswith("set-resources:"))
-    start = next((i for i in range(start) if lines[i].startswith(MARKER)), start)
-    end = start + 1
+    block = next(i for i, line in enumerate(lines) if line.startswith("set-resources:"))
+    start = next((i for i in range(block) if lines[i].startswith(MARKER)), block)
+    end = block + 1
     while end < len(lines) and (lines[end].startswith((" ", "#")) or not lines[end].strip()):
         end += 1
     profile.write_text("".join(lines[:start]) + new_block + "".join(lines[end:]))
