@@ -129,15 +129,20 @@ def test_smoke_workflow_on_the_cluster_gives_the_local_tables(cluster, local, ti
     results = wf / "results/smoke"
     measured, unknown = slurm_resources.measure(results, slurm_resources.benchmark_patterns())
     assert not unknown, unknown
-    sent = {re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", c).group(1) for c in acct["comment"]}
+    # the rules sent to the cluster, from the plugin's log paths (slurm/rule_<rule>/...)
+    sent = set(
+        re.findall(r"has been submitted with SLURM jobid \d+ [(]log: \S*/rule_(\w+)/", done.stderr)
+    )
     assert set(measured["rule"]) - sent <= {
         "unconditional_table",
         "inc_table",
         "finetune_table",
         "toy2d_inc_table",
     }
-    # the SLURM logs of successful jobs are deleted, in the folder the overlay names
-    assert (results / "slurm").is_dir() and not list((results / "slurm").rglob("*.log"))
+    # the plugin deletes the SLURM logs of successful jobs (and then their empty folders)
+    # from the folder the overlay names, which they were written to
+    assert "/results/smoke/slurm/rule_finetune_run/" in done.stderr
+    assert not list((results / "slurm").rglob("*.log"))
     local_wall = timings["local smoke run, 2 cores (s)"]
     in_job = acct["elapsed"].astype(float).sum() - measured[measured["rule"].isin(sent)]["s"].sum()
     timings["cluster smoke run (s)"] = round(wall, 1)
