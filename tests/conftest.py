@@ -5,6 +5,7 @@ soon as the tests are collected, so it runs beside the others; the workflow test
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 WORKFLOW = ["Snakefile", "rules", "config", "tasks", "profiles", "report", "scorers"]
 SMOKE: dict = {}  # the shared smoke run: its folder, process and log, once started
+# The shared smoke run's tables, kept for tests/cluster (`make test-cluster` after `make test`
+# compares the cluster's tables with them instead of running the smoke workflow again)
+KEPT_TABLES = ROOT / ".pytest_cache/smoke-tables"
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -32,6 +36,30 @@ def copy_workflow(dest: Path) -> Path:
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
     return dest
+
+
+def tree_digest() -> str:
+    """A digest of everything a smoke run's tables depend on: the workflow's files and the
+    package's code."""
+    digest = hashlib.sha256()
+    for name in [*WORKFLOW, "graftbench"]:
+        src = ROOT / name
+        for path in sorted(src.rglob("*")) if src.is_dir() else [src]:
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def keep_smoke_tables(wf: Path, kept: Path = KEPT_TABLES) -> None:
+    """Keep a finished smoke run's tables under the digest of this tree (only the latest)."""
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.copytree(wf / "results/smoke/tables", kept / tree_digest() / "results/smoke/tables")
+
+
+def kept_smoke_run(kept: Path = KEPT_TABLES) -> Path | None:
+    """A folder with results/smoke/tables from a smoke run of this very tree, or None."""
+    folder = kept / tree_digest()
+    return folder if (folder / "results/smoke/tables").is_dir() else None
 
 
 def snakemake(
@@ -187,4 +215,5 @@ def smoke_run() -> Path:
     code = SMOKE["proc"].wait(timeout=1800)
     SMOKE["log"].flush()
     assert code == 0, (SMOKE["wf"] / "snakemake.log").read_text()[-3000:]
+    keep_smoke_tables(SMOKE["wf"])
     return SMOKE["wf"]

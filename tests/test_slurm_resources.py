@@ -67,3 +67,20 @@ def test_requests_follow_the_formula_and_update_replaces_the_block(tmp_path):
 def test_a_folder_without_benchmarks_is_refused(capsys, tmp_path):
     assert slurm_resources.main([str(tmp_path / "nowhere")]) == 1
     assert "no */benchmarks/*.tsv" in capsys.readouterr().err
+
+
+def test_the_smoke_tables_are_kept_for_this_tree_only(tmp_path):
+    """make test keeps its smoke run's tables under the tree's digest; make test-cluster
+    finds them for the same tree, and nothing for another (tests/conftest.py)."""
+    from tests import conftest
+
+    wf = tmp_path / "wf"
+    (wf / "results/smoke/tables").mkdir(parents=True)
+    (wf / "results/smoke/tables/toy2d.csv").write_text("a,b\n1,2\n")
+    kept = tmp_path / "kept"
+    assert conftest.kept_smoke_run(kept) is None
+    conftest.keep_smoke_tables(wf, kept)
+    found = conftest.kept_smoke_run(kept)
+    assert (found / "results/smoke/tables/toy2d.csv").read_text() == "a,b\n1,2\n"
+    (kept / conftest.tree_digest()).rename(kept / "0123456789abcdef")  # another tree's
+    assert conftest.kept_smoke_run(kept) is None
