@@ -26,7 +26,8 @@ test-quick: $(VENV)/.installed  ## the tests that do not run Snakemake: a minute
 	$(PY) -m pytest -q -m "not workflow"
 
 # A one-node SLURM cluster (scripts/slurm-cluster: Debian packages, root or sudo) started for
-# the test and stopped after it; the smoke workflow through profiles/slurm (about half an hour).
+# the test and stopped after it; the smoke workflow through profiles/slurm (about 50 minutes on
+# 2 cores, plus a local smoke run unless `make test` kept its tables for this same tree).
 test-cluster: $(VENV)/.installed  ## the cluster path: tests/cluster on a SLURM cluster it starts
 	$(PY) -m pytest -q -p no:cacheprovider tests/cluster
 

@@ -1,7 +1,7 @@
 """The SLURM cluster tests (`make test-cluster`): left out of a plain `pytest` run.
 
 They start a one-node SLURM cluster (scripts/slurm-cluster, root or sudo, Debian packages)
-and run the smoke workflow through it for about half an hour, so this folder is collected only
+and run the smoke workflow through it for most of an hour, so this folder is collected only
 when it is named on the command line (`pytest tests/cluster`, as `make test-cluster` does) or
 GRAFTBENCH_CLUSTER_TESTS=1 is set. `pytest` from the repository root (testpaths = tests) and
 `pytest tests` skip it: `pytest_ignore_collect` below answers for every file in this folder
