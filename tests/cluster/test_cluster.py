@@ -215,7 +215,9 @@ def test_over_memory_and_over_time_jobs_are_reported_naming_their_rule(cluster, 
     # the same executor settings (profiles/slurm and the overlay); no retries, both jobs run
     t0 = time.monotonic()
     done = run(
-        [SNAKEMAKE, *SMOKE, "--keep-going", "--retries", "0"],
+        # the profiles by absolute path: this folder holds only the Snakefile
+        [SNAKEMAKE, "--profile", str(ROOT / "profiles/slurm"), "--profile", str(OVERLAY)]
+        + ["--keep-going", "--retries", "0"],
         env=cluster,
         cwd=wf,
         timeout=900,
