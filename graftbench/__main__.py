@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
 import yaml
 
 from graftbench.config import ConfigError, InputError
+from graftbench.log import log_to_stderr
 
 # verb -> what it does; every one takes --task and --config except those in TASKLESS
 VERBS = {
@@ -276,20 +276,6 @@ def build_parser(describe_tasks: bool = True) -> argparse.ArgumentParser:
     v.set_defaults(fn=cmd_schema)
     v.add_argument("--out", help="file to write (default: standard output)")
     return p
-
-
-def log_to_stderr() -> None:
-    """The package's log lines, with a timestamp each, on stderr (a job's log file): one
-    handler on the `graftbench` logger, replaced on every call so that it writes to the
-    current sys.stderr."""
-    logger = logging.getLogger("graftbench")
-    for handler in [h for h in logger.handlers if getattr(h, "graftbench", False)]:
-        logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.graftbench = True
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
