@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from graftbench import summary
 from graftbench.config import ConfigError, InputError
 from graftbench.log import log_to_stderr
 
@@ -114,16 +115,6 @@ def cmd_benchmarks(args) -> None:
 
     jobs = benchmark_table(args.results, args.table)
     print(f"{len(jobs)} jobs, {jobs['s'].sum():.0f} s in all -> {args.table}")
-
-
-def cmd_summary(args) -> None:
-    tables = sorted((Path(args.results) / args.profile / "tables").glob("*.md"))
-    if not tables:
-        raise FileNotFoundError(
-            f"{Path(args.results) / args.profile / 'tables'}: no tables yet; run the workflow first"
-        )
-    for table in tables:
-        print(table.read_text())
 
 
 def at_least(minimum: int):
@@ -268,10 +259,7 @@ def build_parser(describe_tasks: bool = True) -> argparse.ArgumentParser:
     v.set_defaults(fn=cmd_benchmarks)
     v.add_argument("--results", required=True, help="a profile's results, results/{profile}")
     v.add_argument("--table", required=True, help="CSV to write (the .md goes beside it)")
-    v = sub.add_parser("summary", help="print a profile's tables in the terminal")
-    v.set_defaults(fn=cmd_summary)
-    v.add_argument("--results", default="results", help="results root (config key `results`)")
-    v.add_argument("--profile", default="cpu", help="smoke, cpu, paper, ...")
+    summary.add_verb(sub)
     v = sub.add_parser("schema", help="write the workflow's JSON schema (from the dataclasses)")
     v.set_defaults(fn=cmd_schema)
     v.add_argument("--out", help="file to write (default: standard output)")

@@ -64,7 +64,7 @@ def write_table(summary: pd.DataFrame, out_csv: str | Path, title: str, notes: l
         base = col[: -len("_mean")]
         ci = md.get(f"{base}_ci95")
         md[base] = [
-            _fmt(m, c)
+            mean_ci_text(m, c)
             for m, c in zip(md[col], ci if ci is not None else [np.nan] * len(md), strict=True)
         ]
         md = md.drop(columns=[c for c in (col, f"{base}_ci95") if c in md])
@@ -82,7 +82,7 @@ def write_table(summary: pd.DataFrame, out_csv: str | Path, title: str, notes: l
         tmp.write_text("\n".join(lines))
 
 
-def _fmt(mean: float, ci: float) -> str:
+def mean_ci_text(mean: float, ci: float) -> str:
     """Mean ± CI to a sensible precision; a value identical across seeds (NFE, FLOPs) or
     from a single seed is shown without a CI."""
     if pd.isna(mean):
