@@ -58,3 +58,4 @@ rule all:
         expand(f"{RESULTS}/{{task}}/config.json", task=SUITE.tasks),
         EXTRA_TABLES,
         f"{RESULTS}/tables/benchmarks.csv",
+        f"{RESULTS}/tables/reproduces.md",

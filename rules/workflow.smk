@@ -1,8 +1,9 @@
-# The workflow's own rules: each task's resolved config, and the table of every job's time and
-# memory.
+# The workflow's own rules: each task's resolved config, the table of every job's time and
+# memory, and the summary ("what reproduces" and the headline figure) read from the tables.
 localrules:
     config,
     benchmarks,
+    summary,
 
 
 rule config:
@@ -38,3 +39,31 @@ rule benchmarks:
     shell:
         "{params.py} -m graftbench benchmarks --results {params.results}"
         " --table {output.table} > {log} 2>&1"
+
+
+rule summary:
+    input:
+        expand(f"{RESULTS}/tables/{{task}}.csv", task=SUITE.tasks),
+        lambda w: EXTRA_TABLES,
+    output:
+        table=report(
+            f"{RESULTS}/tables/reproduces.md",
+            caption="../report/reproduces.rst",
+            category="workflow",
+            labels={"kind": "what reproduces"},
+        ),
+        figure=report(
+            f"{RESULTS}/figures/headline.png",
+            caption="../report/headline.rst",
+            category="workflow",
+            labels={"kind": "headline figure"},
+        ),
+    log:
+        f"{RESULTS}/logs/summary.log",
+    params:
+        py=PY,
+        tables=lambda w, output: Path(output.table).parent,
+        profile=SUITE.profile,
+    shell:
+        "{params.py} -m graftbench summary --tables {params.tables} --profile {params.profile}"
+        " --out {output.table} --figure {output.figure} > {log} 2>&1"
