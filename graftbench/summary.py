@@ -61,13 +61,34 @@ def short_table(table: pd.DataFrame, columns: list[str]) -> str:
     return pd.DataFrame(out).to_markdown(index=False, disable_numparse=True) + "\n"
 
 
+def job_times(jobs: pd.DataFrame) -> str:
+    """Jobs, job-minutes and the longest job per task, from tables/benchmarks.csv (one row per
+    job; jobs run in parallel, so job-minutes exceed the run's wall time)."""
+    per_task = jobs.groupby("task", sort=True)["s"].agg(["size", "sum", "max"])
+    rows = [
+        f"| {task} | {int(n)} | {total / 60:.1f} | {longest / 60:.1f} |"
+        for task, (n, total, longest) in per_task.iterrows()
+    ]
+    return "\n".join(
+        [
+            "Time per task, from Snakemake's benchmark file of each job:",
+            "",
+            "| task | jobs | job-minutes | longest job (min) |",
+            "| --- | --- | --- | --- |",
+            *rows,
+            f"| all | {len(jobs)} | {jobs['s'].sum() / 60:.1f} | {jobs['s'].max() / 60:.1f} |",
+            "",
+        ]
+    )
+
+
 def results_section(tables: dict[str, pd.DataFrame], folder: Path, relative_to: Path) -> str:
     """Per table: its short table, a link to the full one and its figures (paths relative to
     the file the block goes in)."""
     from graftbench.reproduces import TASK_OF
 
     figures = folder.parent / "figures"
-    parts = []
+    parts = [job_times(tables["benchmarks"])] if "benchmarks" in tables else []
     for name, columns in SHORT.items():
         if name not in tables:
             continue
@@ -118,6 +139,18 @@ def headline_figure(tables: dict[str, pd.DataFrame], path: Path) -> None:
     save(fig, path, rect=(0, 0, 1, 0.9))
 
 
+def blocks(folder: Path, profile: str, relative_to: Path) -> dict[str, str]:
+    """The generated blocks' contents from a tables folder, links relative to `relative_to`
+    (the folder of the Markdown file they go in)."""
+    from graftbench.reproduces import load_tables, reproduces_table
+
+    tables = load_tables(folder)
+    return {
+        "reproduces": reproduces_table(tables, profile),
+        "results": results_section(tables, Path(folder).resolve(), relative_to),
+    }
+
+
 def update_blocks(path: Path, blocks: dict[str, str]) -> list[str]:
     """Replace the content of every `<!-- summary:NAME -->` block of `path` whose NAME is in
     `blocks`; returns the names replaced."""
@@ -147,12 +180,7 @@ def cmd_summary(args) -> None:
     if args.figure:
         headline_figure(tables, Path(args.figure))
     for target in args.update or []:
-        relative_to = Path(target).resolve().parent
-        blocks = {
-            "reproduces": table,
-            "results": results_section(tables, folder.resolve(), relative_to),
-        }
-        update_blocks(Path(target), blocks)
+        update_blocks(Path(target), blocks(folder, args.profile, Path(target).resolve().parent))
     print(table)
     if args.all:
         for md in sorted(folder.glob("*.md")):
