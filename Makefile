@@ -5,7 +5,7 @@ CORES ?= 2
 PROFILE ?= cpu
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-quick test-cluster smoke lint benchmark schema clean-results chromium
+.PHONY: run test test-quick test-cluster smoke lint benchmark schema docs clean-results chromium
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -47,6 +47,15 @@ lint: $(VENV)/.installed
 
 benchmark: $(VENV)/.installed  ## sampler throughput and FLOP utilisation (BENCHMARKS.md)
 	$(PY) benchmarks/sampler_throughput.py
+
+# After `make run`: the cpu profile's tables and figures copied into docs/results/cpu (checked
+# in), and the numbers of README.md and BENCHMARKS.md regenerated from them; a test checks
+# that those files agree with the copy.
+docs: $(VENV)/.installed  ## copy results/cpu's tables and figures to docs/, regenerate the docs' tables
+	rm -rf docs/results/cpu && mkdir -p docs/results/cpu
+	cp -r results/cpu/tables results/cpu/figures docs/results/cpu/
+	$(PY) -m graftbench summary --tables docs/results/cpu/tables --profile cpu \
+	  --update README.md --update BENCHMARKS.md
 
 schema: $(VENV)/.installed  ## regenerate config/schema.yaml from the config dataclasses
 	$(PY) -m graftbench schema --out config/schema.yaml

@@ -125,6 +125,8 @@ def test_the_verb_writes_the_table_the_figure_and_the_blocks(tmp_path, capsys):
     tables.mkdir(parents=True)
     for name, table in TABLES.items():
         table.to_csv(tables / f"{name}.csv", index=False)
+    jobs = {"task": ["t2i", "t2i", "unconditional"], "job": ["a", "b", "c"], "s": [60, 120, 30]}
+    pd.DataFrame(jobs).to_csv(tables / "benchmarks.csv", index=False)
     doc = tmp_path / "doc.md"
     doc.write_text("<!-- summary:results -->\n<!-- /summary:results -->\n")
     args = ["summary", "--results", str(tmp_path / "results"), "--profile", "cpu"]
@@ -133,5 +135,7 @@ def test_the_verb_writes_the_table_the_figure_and_the_blocks(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == R.reproduces_table(TABLES, "cpu").strip()
     assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
     assert "| pgraft6 |" in doc.read_text() and "(results/cpu/tables/inc.md)" in doc.read_text()
+    assert "| t2i | 2 | 3.0 | 2.0 |" in doc.read_text()  # jobs, job-minutes, longest job
+    assert "| all | 3 | 3.5 | 2.0 |" in doc.read_text()
     # no tables: one line, exit 2
     assert main(["summary", "--tables", str(tmp_path / "empty")]) == 2

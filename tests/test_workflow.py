@@ -190,22 +190,16 @@ def test_smoke_profile_runs_end_to_end(smoke_run, tmp_path):
     assert "molecule_samples.png" in html and "molecule.csv" in html
     assert "toy2d_inc_frontier.png" in html and "toy2d.csv" in html
     assert_report_renders(wf / "report.html", tmp_path / "chromium")
-    # and the summary verb prints the tables in the terminal
+    # and the summary verb prints what reproduces, then (--all) every table, in the terminal
     summary = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "graftbench",
-            "summary",
-            "--results",
-            str(wf / "results"),
-            "--profile",
-            "smoke",
-        ],
+        [sys.executable, "-m", "graftbench", "summary", "--results", str(wf / "results")]
+        + ["--profile", "smoke", "--all"],
         capture_output=True,
         text=True,
     )
-    assert summary.returncode == 0 and "FID against FLOPs" in summary.stdout
+    assert summary.returncode == 0 and summary.stdout.startswith("| claim | paper |")
+    assert "FID against FLOPs" in summary.stdout
+    assert "reproduces.md" in html and "headline.png" in html
 
 
 def planned(wf: Path, smoke_override: dict) -> dict[str, int]:
