@@ -22,6 +22,7 @@ from graftbench.sampling.flow import flow_sigmas, solve_flow
 from graftbench.tasks.toy2d import data
 from graftbench.tasks.toy2d.config import Toy2dConfig, Toy2dIncConfig
 from graftbench.tasks.toy2d.model import MLP, flow_view
+from graftbench.tasks.toy2d.targets import on_cpu
 
 
 def train_corrector(
@@ -86,6 +87,7 @@ def as_velocity(net: MLP):
 @torch.no_grad()
 def frontier(model, cfg: Toy2dConfig, seed: int) -> dict:
     """Every sampler's energy distance to the data law against FLOPs per sample (module doc)."""
+    model = on_cpu(model)  # CPU generators below (targets.on_cpu)
     inc, n = cfg.inc, cfg.evaluate.samples
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(seed)

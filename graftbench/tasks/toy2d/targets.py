@@ -16,6 +16,8 @@ The base's draws come from a pool of `evaluate.target_pool` trajectories; each t
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from graftbench.finetuning.build import plain_factory
@@ -26,6 +28,18 @@ from graftbench.tasks.toy2d.config import Toy2dConfig
 from graftbench.tasks.toy2d.data import bump
 
 RESAMPLE_STRIDE = 7919  # target j's resampling seed = seed + j * this
+
+
+def on_cpu(model):
+    """The model, or a copy of it on the CPU. The exact targets and the two analyses (Var[r |
+    x_t], INC) draw from CPU generators whatever the run's --device, so they are the same
+    numbers on every machine; a 2-D MLP costs nothing there. (On CUDA they failed: a CPU
+    generator drawing on the device.)"""
+    if next(model.network.parameters()).device.type == "cpu":
+        return model
+    cpu = copy.deepcopy(model)
+    cpu.network.to("cpu")
+    return cpu
 
 
 @torch.no_grad()
@@ -56,6 +70,7 @@ def rule_of(cfg: Toy2dConfig, run: str) -> tuple[SelectionConfig, int] | None:
 @torch.no_grad()
 def target_samples(model, cfg: Toy2dConfig, seed: int) -> dict[str, torch.Tensor]:
     """Run name -> (2 x evaluate.samples, 2) draws of its exact target law (module doc)."""
+    model = on_cpu(model)
     runs = [r for r in cfg.runs() if rule_of(cfg, r) is not None]
     n_i = {r: int(r[6:]) for r in runs if r.startswith("pgraft")}
     pool = base_pool(model, cfg, seed, set(n_i.values()), cfg.evaluate.target_pool)

@@ -12,13 +12,14 @@ import torch
 from graftbench.finetuning.build import plain_factory
 from graftbench.tasks.toy2d.config import Toy2dConfig
 from graftbench.tasks.toy2d.data import bump
-from graftbench.tasks.toy2d.targets import base_pool
+from graftbench.tasks.toy2d.targets import base_pool, on_cpu
 
 
 @torch.no_grad()
 def reward_variance(model, cfg: Toy2dConfig, seed: int = 0) -> dict:
     """Per state index i (0 = x_T, N = x_0): E over states of the within-state variance of
     r(x_0) (unbiased, over its rollouts), its 95% CI over states, and that share of Var[r]."""
+    model = on_cpu(model)  # CPU generators below (targets.on_cpu)
     ev, var = cfg.evaluate, cfg.variance
     n = ev.num_steps
     pool = base_pool(model, cfg, seed, set(range(n + 1)), var.states)
