@@ -7,6 +7,19 @@
 #     clean-fid==0.1.35 mlxtend==0.25.0
 # (42 MB; the image's newer scipy breaks clean-fid, hence the pinned one. rdkit and qm9pack,
 # 135 MB, do not fit the 64 MiB a call carries: the molecule GPU test is skipped.)
+# The workflow part needs snakemake 9.27.1 and the 38 of its dependencies the image lacks,
+# downloaded the same way (add --platform manylinux_2_17_x86_64 --platform manylinux1_x86_64):
+#   snakemake==9.27.1 snakemake-interface-common snakemake-interface-executor-plugins
+#   snakemake-interface-logger-plugins snakemake-interface-report-plugins
+#   snakemake-interface-scheduler-plugins snakemake-interface-storage-plugins
+#   annotated-types argparse-dataclass conda-inject configargparse docutils dpath
+#   fastjsonschema gitdb gitpython greenlet humanfriendly immutables jsonschema
+#   jsonschema-specifications jupyter-core nbformat platformdirs pulp pydantic pydantic-core
+#   referencing rpds-py smart-open smmap sqlalchemy sqlmodel tenacity throttler traitlets
+#   typing-inspection yte connection-pool
+# connection-pool 0.0.3 is source-only (`pip wheel --no-deps connection-pool==0.0.3`), and
+# pulp's wheel bundles CBC for every platform (16 MB): keep only pulp/solverdir/cbc/linux/
+# x86_64 in it, or the wheels exceed what a call carries (all together then: 55 MB).
 # Each part runs under its own time limit and a failing part does not stop the next; logs go
 # to $OUT. Parts: the `gpu` tests, the SD sampler against StableDiffusionPipeline, the pixel
 # sampler against a diffusers loop, and the smoke workflow when snakemake is there.
