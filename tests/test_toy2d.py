@@ -171,6 +171,27 @@ def test_reward_variance_falls_from_all_of_it_to_none(small, tmp_path):
     assert share[0] == pytest.approx(1.0, abs=0.25) and share[0] > share[4] > share[7]
 
 
+def test_the_analyses_run_on_a_cpu_copy_of_the_model(small, tmp_path):
+    from graftbench.tasks.toy2d.model import Toy2dAdapter
+    from graftbench.tasks.toy2d.targets import on_cpu
+
+    root, _, _ = small
+    model = Toy2dAdapter.load(root / "model.pt")
+    assert on_cpu(model) is model  # on the CPU already: nothing copied
+
+
+@pytest.mark.gpu
+def test_the_analyses_give_the_same_numbers_from_a_model_on_cuda(small, tmp_path):
+    """Var[r | x_t] (and the exact targets, INC) draw from CPU generators on a CPU copy of the
+    model whatever --device (on CUDA they once failed: a CPU generator drawing on the device)."""
+    root, cfg, common = small
+    for device in ("cpu", "cuda"):
+        out = ["--out", str(tmp_path / f"{device}.json"), "--device", device]
+        assert main(["reward-variance", *common, *out]) == 0
+    cpu, cuda = (json.loads((tmp_path / f"{d}.json").read_text()) for d in ("cpu", "cuda"))
+    assert cpu["rows"] == cuda["rows"]
+
+
 def test_inc_frontier_trains_until_the_held_out_loss_stops_and_scores_every_sampler(
     small, tmp_path
 ):
