@@ -47,8 +47,8 @@ def short_table(table: pd.DataFrame, columns: list[str]) -> str:
     from graftbench.aggregate import mean_ci_text
 
     out = {}
+    names = [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]
     for col in columns:
-        names = [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]
         matches = [n for n in names if re.fullmatch(col.replace(".", r"\.").replace("*", ".*"), n)]
         for name in matches or [col]:
             if f"{name}_mean" in table:
@@ -93,10 +93,9 @@ def results_section(tables: dict[str, pd.DataFrame], folder: Path, relative_to: 
         if name not in tables:
             continue
         link = os.path.relpath(folder / f"{name}.md", relative_to)
-        pngs = sorted(figures.glob(f"{name}_*.png")) if name != "toy2d" else []
-        pngs = pngs or sorted(p for p in figures.glob(f"{name}*.png") if "inc" not in p.stem)
-        if name == "toy2d_inc":
-            pngs = sorted(figures.glob("toy2d_inc*.png"))
+        pngs = sorted(figures.glob(f"{name}_*.png"))
+        if name == "toy2d":  # toy2d_inc_*.png belong to the toy2d_inc table
+            pngs = [p for p in pngs if not p.stem.startswith("toy2d_inc_")]
         shown = ", ".join(f"[{p.stem}]({os.path.relpath(p, relative_to)})" for p in pngs)
         parts += [
             f"**{name}** ({TASK_OF.get(name, name)} task; [every column]({link})"
