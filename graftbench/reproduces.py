@@ -183,8 +183,8 @@ def toy2d_target(run: str) -> Callable[[Tables], list[Reading]]:
 
 def queries(name: str) -> Callable[[Tables], str]:
     def budget(tables: Tables) -> str:
-        rows = tables[name][tables[name]["run"] != "base"]
-        q = sorted({int(v) for v in rows["reward_queries_mean"].dropna()})
+        spent = tables[name]["reward_queries_mean"].dropna()
+        q = sorted({int(v) for v in spent if v > 0})  # the base and best_of_m fine-tune nothing
         return f"{'/'.join(f'{v:,}' for v in q)} reward queries"
 
     return budget

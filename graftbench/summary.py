@@ -116,7 +116,8 @@ def headline_figure(tables: dict[str, pd.DataFrame], path: Path) -> None:
     names = [t for t in ("t2i", "layout", "molecule", "toy2d") if t in tables]
     if not names:
         raise InputError("no fine-tuning table (t2i, layout, molecule, toy2d) to plot")
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
+    width = max(3.2 * len(names), 8.0)  # room for the title over one or two panels too
+    fig, axes = plt.subplots(1, len(names), figsize=(width, 3.6), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         table = tables[name][tables[name]["run"] != "base"]
         runs = sorted(table["run"], key=order)
