@@ -2,71 +2,82 @@
 README leads with what a new reader needs, and every generated number agrees with the tables
 checked in under docs/results/cpu (`make docs` regenerates them after `make run`)."""
 
-import glob
 import re
 from pathlib import Path
 
 import pytest
 
 from graftbench import summary
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CPU_TABLES = ROOT / "docs/results/cpu/tables"
-# the written pages; docs/results/ holds the workflow's own tables, not prose
-PAGES = [
-    ROOT / "README.md",
-    ROOT / "BENCHMARKS.md",
-    *sorted(p for p in (ROOT / "docs").rglob("*.md") if "results" not in p.parts),
+# the written pages and configs; docs/results/ holds the workflow's own tables, not prose
+DOCS = [
+    "README.md",
+    "BENCHMARKS.md",
+    "benchmarks/README.md",
+    "docs/*.md",
+    "docs/tasks/*.md",
+    "docs/notes/*.md",
+    "tasks/*.yaml",
+    "config/*.yaml",
 ]
+TOP = "graftbench|tests|benchmarks|rules|config|tasks|profiles|scorers|report|docs|results|scripts"
+PATH = re.compile(rf"(?<![\w/.-])(?:{TOP})/[\w./{{}},*-]*")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")  # [text](target) and ![alt](image)
-CODE = re.compile(r"`([^`\s]+)`")
-# a backticked token is a repository path when it starts with one of these; results/ (outputs),
-# data/ (files users supply) and .venv/ are made by runs, not kept in git
-TOP = {p.name for p in ROOT.iterdir() if not p.name.startswith(".")} - {"results", "data"}
 
 
-def expand_braces(path: str) -> list[str]:
-    """`a/{b,c}.py` -> [a/b.py, a/c.py] (one brace group, as the pages write them)."""
-    m = re.search(r"\{([^{}]*,[^{}]*)\}", path)
-    if not m:
-        return [path]
-    return [path[: m.start()] + part + path[m.end() :] for part in m.group(1).split(",")]
-
-
-def named_paths(page: Path) -> list[tuple[str, Path]]:
-    """(as written, where it points) for every relative link and backticked repository path."""
-    text = page.read_text()
-    out = []
-    for target in LINK.findall(text):
-        if re.match(r"[a-z]+:", target) or target.startswith("#"):
-            continue  # a web address or an anchor in the same page
-        out.append((target, page.parent / target.split("#")[0]))
-    for token in CODE.findall(text):
-        token = re.sub(r":\d+$", "", token.rstrip(".,;:)"))  # file.py:120 -> file.py
-        head = token.split("/")[0]
-        if head not in TOP or "/" not in token and not (ROOT / token).is_file():
+def named_paths(text: str) -> set[str]:
+    """Repository paths in `text` outside Markdown links (relative to the repository's
+    root), {a,b} alternatives expanded; placeholders (<task>, {profile}) and run outputs
+    under results/ left out."""
+    out = set()
+    text = LINK.sub("", text)  # links (their text too) resolve from their page: `links`
+    for match in PATH.findall(text):
+        path = match.rstrip(".,")
+        if path.startswith("results/") or re.search(r"\{[a-z_]+\}|<", path):
             continue
-        if any(c in token for c in "<>$") or re.search(r"\{[^{},]*\}", token):
-            continue  # a placeholder: {profile}, <task>, $OUT
-        out += [(token, ROOT / p) for p in expand_braces(token)]
+        if m := re.search(r"\{([\w.,-]+)\}", path):
+            out |= {path.replace(m.group(0), alt) for alt in m.group(1).split(",")}
+        else:
+            out.add(path)
     return out
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_link_and_path_exists(page):
-    missing = [
-        written
-        for written, path in named_paths(page)
-        if not (glob.glob(str(path)) if "*" in str(path) else path.exists())
-    ]
-    assert not missing, f"{page.relative_to(ROOT)} names paths that do not exist: {missing}"
+def links(page: Path) -> set[str]:
+    """The page's relative links and images, as paths from the repository's root (web
+    addresses and same-page anchors left out)."""
+    out = set()
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue
+        out.add(str((page.parent / target.split("#")[0]).resolve().relative_to(ROOT)))
+    return out
 
 
-def test_the_link_check_sees_a_missing_file(tmp_path):
-    page = tmp_path / "page.md"
-    page.write_text("[gone](nowhere.md) and `graftbench/nowhere.py`, `results/{profile}/x`\n")
-    found = [written for written, _ in named_paths(page)]
-    assert found == ["nowhere.md", "graftbench/nowhere.py"]
+@pytest.mark.parametrize("pattern", DOCS)
+def test_every_path_and_link_the_docs_name_exists(pattern):
+    files = sorted(ROOT.glob(pattern))
+    assert files, pattern
+    missing = sorted(
+        f"{doc.relative_to(ROOT)}: {path}"
+        for doc in files
+        for path in named_paths(doc.read_text()) | (links(doc) if doc.suffix == ".md" else set())
+        if not list(ROOT.glob(path))
+    )
+    assert not missing, missing
+
+
+def test_paths_and_links_are_found(tmp_path):
+    text = "see `graftbench/tasks/{t2i,layout}/config.py`, tasks/t2i.yaml. and results/x/y"
+    text += " [docs/x.md](x.md)"
+    assert named_paths(text) == {
+        "graftbench/tasks/t2i/config.py",
+        "graftbench/tasks/layout/config.py",
+        "tasks/t2i.yaml",
+    }
+    page = ROOT / "docs" / "tasks" / "t2i.md"  # links resolve from the page's own folder
+    assert {"README.md", "docs/paper-scale.md"} <= links(page)
 
 
 def block(text: str, name: str) -> str:
