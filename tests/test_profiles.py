@@ -39,7 +39,7 @@ DEVICE_SUFFIXES = (
     "_variance",
     "toy2d_inc",
 )
-HOST_SUFFIXES = ("_data", "_table", "config", "benchmarks")
+HOST_SUFFIXES = ("_data", "_table", "config", "benchmarks", "summary")
 
 
 def workflow_rules() -> set[str]:

@@ -114,7 +114,9 @@ def test_update_rewrites_the_generated_blocks_and_refuses_a_file_without_one(tmp
     doc = tmp_path / "doc.md"
     doc.write_text("a\n<!-- summary:reproduces -->\nold\n<!-- /summary:reproduces -->\nb\n")
     assert S.update_blocks(doc, {"reproduces": "new\n", "results": "x\n"}) == ["reproduces"]
-    assert doc.read_text() == "a\n<!-- summary:reproduces -->\nnew\n<!-- /summary:reproduces -->\nb\n"
+    assert (
+        doc.read_text() == "a\n<!-- summary:reproduces -->\nnew\n<!-- /summary:reproduces -->\nb\n"
+    )
     (tmp_path / "none.md").write_text("no blocks\n")
     with pytest.raises(InputError, match="no <!-- summary:NAME --> block"):
         S.update_blocks(tmp_path / "none.md", {"reproduces": ""})
